@@ -1,0 +1,31 @@
+FROM python:3.11-slim
+
+# Keras ImageNet applications whose weights are baked into the image's Keras cache at build
+# time (the build needs internet), so the container then runs offline, e.g.
+#   docker build --build-arg KERAS_APPLICATIONS="ResNet50V2 MobileNetV2" -t camlens .
+ARG KERAS_APPLICATIONS=""
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    KERAS_HOME=/opt/keras \
+    CAMLENS_HOST=0.0.0.0 \
+    CAMLENS_PORT=8050 \
+    CAMLENS_CACHE_DIR=/tmp/camlens
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+RUN mkdir -p "$KERAS_HOME" && \
+    for name in $KERAS_APPLICATIONS; do \
+      python -c "import sys, keras; getattr(keras.applications, sys.argv[1])(weights='imagenet')" "$name"; \
+    done && \
+    useradd --create-home --uid 1000 camlens && chown -R camlens "$KERAS_HOME"
+
+USER camlens
+EXPOSE 8050
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8050/healthz', timeout=4)"
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:server"]

@@ -1,0 +1,1 @@
+"""The page's components. Knows Dash and Plotly, never TensorFlow."""
