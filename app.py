@@ -21,7 +21,6 @@ import dash
 import flask
 
 import callbacks
-from layouts.page import page
 
 log = logging.getLogger("camlens")
 
@@ -168,12 +167,16 @@ def create_app(config: Config | None = None) -> dash.Dash:
     def bootstrap_static(filename):
         return flask.send_from_directory(vendor, filename, max_age=86400)
 
+    from models import Registry
+
+    registry = Registry(config.models_dir, config.model_cache_size)
+
     @server.route("/healthz")
     def healthz():
-        return flask.jsonify(status="ok", versions=versions())
+        return flask.jsonify(status="ok", versions=versions(),
+                             models=[m.name for m in registry.list() if m.available])
 
-    app.layout = page(config)
-    callbacks.register(app, config)
+    callbacks.register(app, config, registry)
     log.info("camlens app created (theme %s, cache %s)", config.theme, config.cache_dir)
     return app
 
@@ -200,6 +203,12 @@ def __getattr__(name: str):
         manager = background_manager(Config.from_env())
         if not isinstance(manager, dash.CeleryManager):
             raise AttributeError("celery_app needs CAMLENS_REDIS_URL to be set")
+        # `celery -A app:celery_app` puts this folder on sys.path only while importing this file;
+        # the app's own packages import lazily, so keep it there.
+        here = str(Path(__file__).resolve().parent)
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        _default_app()  # registers the background callbacks as Celery tasks in the worker
         return manager.handle
     raise AttributeError(name)
 

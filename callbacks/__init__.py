@@ -1,6 +1,132 @@
-"""Wiring between the page and the backend: the only package that knows both Dash and `explain`."""
+"""Wiring between the page and the backend: the only package that knows both Dash and `explain`.
+
+    register(app, config, registry)
+
+builds the server-side store (uploads and heatmaps in bounded disk caches under
+`config.cache_dir`), makes the page a function of the registry (a model dropped into the models
+folder shows up on reload), and attaches the callbacks of `inputs` (image, model, target),
+`results` (fast methods, background jobs, figures), `compare` (metrics view), `urlstate` (shareable URL) and the Flask
+routes of `routes` (ZIP download, counters).
+"""
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
 
-def register(app, config) -> None:
-    """Attach every callback to `app`."""
+from callbacks.store import Store
+
+log = logging.getLogger("camlens.callbacks")
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+#: Choices of the string-valued method options (the engine documents them in OPTIONS' help).
+OPTION_CHOICES = {"ig_baseline": ["black", "grey", "mean", "blur", "noise"],
+                  "occlusion_fill": ["grey", "black", "mean", "blur"]}
+#: Options shown in the page, in this order (batch_size and seed are for scripts).
+SHOWN_OPTIONS = ("smoothgrad_samples", "smoothgrad_noise", "ig_steps", "ig_baseline", "occlusion_patch",
+                 "occlusion_stride", "occlusion_fill", "scorecam_top_k", "activations_top_k")
+
+
+@dataclass
+class Deps:
+    """What every callback module needs."""
+
+    app: object
+    config: object
+    registry: object
+    store: Store
+    manager: object  # the background-callback manager jobs run on
+
+    @property
+    def limits(self):
+        from explain.image import ImageLimits
+
+        return ImageLimits(max_bytes=int(self.config.max_upload_mb * 2**20), max_pixels=self.config.max_pixels)
+
+
+def samples(app=None) -> list[dict]:
+    """The gallery: assets/samples/index.json's entries (models.gallery writes it), else every image
+    in the folder but masks."""
+    if not SAMPLES_DIR.is_dir():
+        return []
+    entries = []
+    index = SAMPLES_DIR / "index.json"
+    if index.is_file():
+        try:
+            for item in json.loads(index.read_text()).get("samples", []):
+                if (SAMPLES_DIR / item["file"]).is_file():
+                    note = " (de-confounded: catches the shortcut model)" if item.get("deconfounded") else ""
+                    entries.append((item["file"], item.get("title", item["file"]) + note))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("ignoring a malformed %s", index)
+            entries = []
+    if not entries:
+        for path in sorted(SAMPLES_DIR.iterdir()):
+            stem = path.stem.lower()
+            if path.suffix.lower() in _IMAGE_SUFFIXES and "mask" not in stem and not stem.startswith((".", "_")):
+                entries.append((path.name, path.stem.replace("-", " ").replace("_", " ")))
+    url = (lambda name: app.get_asset_url(f"samples/{name}")) if app is not None else \
+        (lambda name: f"/assets/samples/{name}")
+    return [{"name": name, "title": title, "src": url(name)} for name, title in entries]
+
+
+def sample_path(name: str) -> Path | None:
+    """The sample file called `name`, only if it is one the gallery lists (no path tricks)."""
+    if name in {s["name"] for s in samples()}:
+        return SAMPLES_DIR / name
+    return None
+
+
+def catalog(deps: Deps):
+    from explain import METHODS, OPTIONS
+    from explain.render import COLORMAPS
+    from layouts.page import Catalog
+
+    models = [{"name": m.name, "label": m.display_name, "available": m.available, "reason": m.reason,
+               "title": f"{m.display_name} ({m.source})"} for m in deps.registry.list()]
+    default = next((m["name"] for m in models if m["available"]), None)
+    options = [{"name": name, "label": name.replace("_", " "), "default": OPTIONS[name].default,
+                "description": OPTIONS[name].description, "choices": OPTION_CHOICES.get(name)}
+               for name in SHOWN_OPTIONS if name in OPTIONS]
+    return Catalog(
+        methods=[{"id": m.id, "name": m.name, "description": m.description, "family": m.family,
+                  "slow": m.slow} for m in METHODS.values()],
+        models=models,
+        samples=samples(deps.app),
+        colormaps=list(COLORMAPS),
+        options=options,
+        default_model=default,
+        max_upload_mb=deps.config.max_upload_mb,
+        max_megapixels=deps.config.max_pixels / 1e6,
+    )
+
+
+def make_store(config) -> Store:
+    """Disk caches under cache_dir; Redis when Celery workers (possibly on other machines) share the work."""
+    if config.redis_url:
+        import redis
+
+        return Store(Path(config.cache_dir) / "store", redis=redis.Redis.from_url(config.redis_url))
+    return Store(Path(config.cache_dir) / "store")
+
+
+def register(app, config, registry=None) -> None:
+    """Attach every callback (and the app's extra routes) to `app`."""
+    from callbacks import compare, inputs, results, routes, urlstate
+    from callbacks.jobs import job_manager
+    from layouts.page import page
+
+    if registry is None:
+        from models import Registry
+
+        registry = Registry(config.models_dir, config.model_cache_size)
+    deps = Deps(app=app, config=config, registry=registry, store=make_store(config), manager=job_manager(app))
+    app.layout = lambda: page(config, catalog(deps))
+    inputs.register(deps)
+    results.register(deps)
+    urlstate.register(deps)
+    routes.register(deps)
+    compare.register(deps)
+    app.camlens = deps  # for tests and the bench: the store's counters, the registry

@@ -1,0 +1,184 @@
+"""Callbacks for what goes in: the image (upload or sample), the model and layer, the target."""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
+from dash.exceptions import PreventUpdate
+
+from callbacks import sample_path, work
+from callbacks.render import jpeg_uri
+from explain.errors import ExplainError
+from layouts.figures import original_view, prediction_figure
+
+log = logging.getLogger("camlens.inputs")
+
+
+def alert(message: str, color: str = "danger", icon: str = "exclamation-octagon") -> Patch:
+    """Add a dismissable message to the top of the page's alert area."""
+    patch = Patch()
+    patch.prepend(dbc.Alert([html.I(className=f"bi bi-{icon} me-2"), message], color=color,
+                            dismissable=True, className="py-2 mb-2 camlens-alert"))
+    return patch
+
+
+def problem(error: Exception) -> Patch:
+    """A user-facing message for any failure: ExplainError texts as they are, the rest logged."""
+    if isinstance(error, (ExplainError, KeyError)):  # KeyError: models.UnknownModel, a plain message
+        return alert(str(error))
+    log.exception("unexpected error in a callback", exc_info=error)
+    return alert(f"Something went wrong on the server ({type(error).__name__}); the details are in its log.")
+
+
+def decode_contents(contents: str) -> bytes:
+    """dcc.Upload's 'data:<mime>;base64,<data>' -> bytes (an empty file has no data)."""
+    _, _, encoded = contents.partition(",")
+    try:
+        return base64.b64decode(encoded, validate=False)
+    except (binascii.Error, ValueError):
+        raise ExplainError("The upload arrived damaged; try again.") from None
+
+
+def register(deps) -> None:
+    app, store, registry = deps.app, deps.store, deps.registry
+
+    @app.callback(
+        Output("image", "data"),
+        Output("original", "children"),
+        Output("input-card", "className"),
+        Output("alerts", "children", allow_duplicate=True),
+        Output("upload", "contents"),
+        Input("upload", "contents"),
+        Input({"type": "sample", "name": ALL}, "n_clicks"),
+        State("upload", "filename"),
+        prevent_initial_call=True,
+    )
+    def on_image(contents, _clicks, filename):
+        trigger = ctx.triggered_id
+        try:
+            if trigger == "upload":
+                if contents is None:
+                    raise PreventUpdate
+                name = filename or "upload"
+                data = decode_contents(contents)
+            elif isinstance(trigger, dict) and trigger.get("type") == "sample":
+                if not any(t["value"] for t in ctx.triggered):
+                    raise PreventUpdate  # the gallery was (re)drawn, nothing clicked
+                name = trigger["name"]
+                path = sample_path(name)
+                if path is None:
+                    raise ExplainError(f"No sample named {name!r}.")
+                data = path.read_bytes()
+            else:
+                raise PreventUpdate
+            stored = work.upload(store, data, deps.limits)
+        except PreventUpdate:
+            raise
+        except Exception as error:  # noqa: BLE001 - every bad upload becomes a message
+            return no_update, no_update, no_update, problem(_named(error, filename, trigger)), None
+        w, h = stored.original_size
+        view = original_view(jpeg_uri(stored.display, 60_000), name, w, h, stored.note)
+        image = {"key": stored.key, "name": name, "width": w, "height": h}
+        return image, view, "mb-3", no_update, None
+
+    @app.callback(
+        Output("layer", "options"),
+        Output("layer", "value"),
+        Output("model-info", "children"),
+        Output("model-card-title", "children"),
+        Output("model-card", "children"),
+        Output("target", "options"),
+        Output("alerts", "children", allow_duplicate=True),
+        Input("model", "value"),
+        State("url-state", "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def on_model(name, url_state):
+        if not name:
+            return [], None, "", "", "", [], no_update
+        try:
+            info = registry.info(name)
+            card = info.card or f"No model card for {info.display_name}."
+            if not info.available:
+                raise ExplainError(info.reason or f"{info.display_name} is not available.")
+            explainer = registry.explainer(name)
+            layers = explainer.spatial_layers()
+            default = explainer.default_layer
+            labels = explainer.labels
+        except Exception as error:  # noqa: BLE001
+            return [], None, "", name, "", [], problem(error)
+        wanted = (url_state or {}).get("layer") if (url_state or {}).get("model") == name else None
+        value = wanted if wanted in layers else default
+        options = [{"label": layer + ("  (default)" if layer == default else ""), "value": layer,
+                    "title": layer} for layer in layers]
+        h, w = info.input_size or ("?", "?")
+        about = f"{info.source} · input {w}×{h} · {info.num_classes} classes · {info.preprocessing}"
+        targets = [{"label": f"{i}: {label}", "value": i, "search": label} for i, label in enumerate(labels)]
+        alerts = no_update
+        if wanted and wanted not in layers:
+            alerts = alert(f"Layer {wanted!r} is not a spatial layer of {info.display_name}; "
+                           f"using {default!r}.", color="warning")
+        return options, value, about, info.display_name, card, targets, alerts
+
+    @app.callback(
+        Output("model-card-modal", "is_open"),
+        Input("model-card-open", "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def open_card(clicks):
+        return bool(clicks)
+
+    @app.callback(
+        Output("target", "value"),
+        Output("predictions", "figure"),
+        Output("alerts", "children", allow_duplicate=True),
+        Input("image", "data"),
+        Input("model", "value"),
+        prevent_initial_call=True,
+    )
+    def on_predict(image, model):
+        if not image or not model:
+            raise PreventUpdate
+        try:
+            rows = work.predictions(store, registry, image["key"], model)
+        except Exception as error:  # noqa: BLE001
+            return None, no_update, problem(error)
+        top = rows[0]["index"]
+        return top, prediction_figure(rows, top), no_update
+
+    @app.callback(
+        Output("predictions", "figure", allow_duplicate=True),
+        Input("target", "value"),
+        State("image", "data"),
+        State("model", "value"),
+        prevent_initial_call=True,
+    )
+    def on_target(target, image, model):
+        if not image or not model:
+            raise PreventUpdate
+        try:
+            rows = work.predictions(store, registry, image["key"], model)
+        except Exception:  # noqa: BLE001 - on_predict already said what went wrong
+            raise PreventUpdate from None
+        return prediction_figure(rows, target)
+
+    @app.callback(
+        Output("target", "value", allow_duplicate=True),
+        Input("predictions", "clickData"),
+        prevent_initial_call=True,
+    )
+    def on_bar_click(click):
+        try:
+            return int(click["points"][0]["customdata"])
+        except (TypeError, KeyError, IndexError, ValueError):
+            raise PreventUpdate from None
+
+
+def _named(error: Exception, filename: str | None, trigger) -> Exception:
+    """Prefix the file's name, so three bad uploads give three distinguishable messages."""
+    if isinstance(error, ExplainError) and trigger == "upload" and filename:
+        return type(error)(f"{filename}: {error}")
+    return error

@@ -1,0 +1,224 @@
+"""Callbacks for what comes out: fast methods at once, slow ones as background jobs, the figures.
+
+Three steps, so each change costs only what it must:
+- `run_fast` (a normal callback, in the server process where the model is loaded and warm):
+  computes the fast methods that are not cached yet and estimates the slow ones' cost;
+- `run_slow` (a Dash background callback with progress and cancel): the slow methods;
+- `render`: figures from the cache. Colormap, opacity, view and scale are inputs of `render`
+  only, so changing them never runs a model.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from dash import ALL, Input, Output, State, ctx, no_update
+from dash.exceptions import PreventUpdate
+
+from callbacks import render as draw
+from callbacks import work
+from callbacks.inputs import alert, problem
+from explain import METHODS
+from explain.errors import Cancelled, ExplainError
+from layouts.figures import message_card, result_card
+from layouts.page import empty_state
+
+log = logging.getLogger("camlens.results")
+
+
+def context_deps(kind=State) -> list:
+    """What decides a heatmap, as Inputs (run when it changes) or States (read when drawing)."""
+    props = [("image", "data"), ("model", "value"), ("layer", "value"), ("target", "value"), ("score", "value"),
+             ("counterfactual", "value"), ("methods", "value"),
+             ({"type": "option", "name": ALL}, "id"), ({"type": "option", "name": ALL}, "value")]
+    return [kind(ident, prop) for ident, prop in props]
+
+
+CONTEXT = context_deps(State)
+
+
+def ordered(methods) -> list[str]:
+    chosen = set(methods or [])
+    return [m for m in METHODS if m in chosen]
+
+
+def split(methods) -> tuple[list[str], list[str]]:
+    methods = ordered(methods)
+    return [m for m in methods if not METHODS[m].slow], [m for m in methods if METHODS[m].slow]
+
+
+def make_context(store, registry, image, model, layer, target, score, cf, ids, values) -> work.Context:
+    options = work.clean_options({i["name"]: v for i, v in zip(ids or [], values or [])})
+    if target is None:
+        target = work.predictions(store, registry, image["key"], model)[0]["index"]
+    return work.Context(image=image["key"], model=model, layer=layer, target=int(target),
+                        score=score or "logit", counterfactual=bool(cf), options=options)
+
+
+def seconds_text(guess: work.Estimate) -> str:
+    if guess.seconds is None:
+        return "time unknown until a first pass is measured"
+    amount = f"{guess.seconds:.0f} s" if guess.seconds >= 2 else f"{guess.seconds:.1f} s"
+    return f"about {amount}" if guess.measured else f"at most about {amount} (batched passes are faster)"
+
+
+def register(deps) -> None:
+    app, store, registry, manager = deps.app, deps.store, deps.registry, deps.manager
+    cancelled = getattr(manager, "cancelled", lambda: False)
+
+    @app.callback(
+        Output("fast-done", "data"),
+        Output("slow-estimate", "children"),
+        Output("slow-panel", "className"),
+        Output("alerts", "children", allow_duplicate=True),
+        *context_deps(Input),
+        prevent_initial_call=True,
+    )
+    def run_fast(image, model, layer, target, score, cf, methods, ids, values):
+        if not image or not model:
+            raise PreventUpdate
+        fast, slow = split(methods)
+        hidden = "mb-3 d-none"
+        try:
+            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values)
+            if fast:
+                work.compute(store, registry, context, fast)
+            if not slow:
+                return time.time(), "", hidden, no_update
+            guess = work.estimate(store, registry, context, slow)
+        except Exception as error:  # noqa: BLE001 - a bad layer, model or option: say so, go on
+            return time.time(), "", hidden, problem(error)
+        names = ", ".join(METHODS[m].name for m in slow)
+        if guess.passes == 0:
+            return time.time(), f"{names}: done (cached).", hidden, no_update
+        text = f"{names}: {guess.passes} model passes, {seconds_text(guess)}."
+        return time.time(), text, "mb-3", no_update
+
+    @app.callback(
+        Output("slow-done", "data"),
+        Output("slow-estimate", "children", allow_duplicate=True),
+        Input("run-slow", "n_clicks"),
+        State("session", "data"),
+        *CONTEXT,
+        background=True,
+        manager=manager,
+        progress=[Output("progress", "value"), Output("progress", "label")],
+        progress_default=[0, ""],
+        running=[
+            (Output("run-slow", "disabled"), True, False),
+            (Output("cancel", "disabled"), False, True),
+            (Output("progress", "className"), "mt-2", "mt-2 d-none"),
+        ],
+        cancel=[Input("cancel", "n_clicks")],
+        interval=500,
+        prevent_initial_call=True,
+    )
+    def run_slow(set_progress, clicks, session, image, model, layer, target, score, cf, methods, ids, values):
+        if not clicks or not image or not model:
+            raise PreventUpdate
+        _, slow = split(methods)
+        try:
+            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values)
+            todo = [m for m in slow if store.get(context.key(m)) is None]
+            if not todo:
+                return {"at": time.time()}, no_update
+            explainer = registry.explainer(model)
+            costs = explainer.cost(todo, layer, **context.options)
+            total = max(1, sum(costs.values()))
+            done, started = 0, time.time()
+            for m in todo:
+                set_progress((round(100 * done / total), f"{METHODS[m].name}…"))
+                work.compute(store, registry, context, [m], progress=_reporter(set_progress, m, done, costs[m], total),
+                             cancel=cancelled)
+                done += costs[m]
+            set_progress((100, "done"))
+        except Cancelled:
+            log.info("background job cancelled")
+            return {"at": time.time(), "cancelled": True}, no_update
+        except Exception as error:  # noqa: BLE001
+            return {"at": time.time(), "error": _message(error)}, no_update
+        names = ", ".join(METHODS[m].name for m in todo)
+        return {"at": time.time()}, f"{names}: done in {time.time() - started:.1f} s."
+
+    @app.callback(
+        Output("results-grid", "children"),
+        Output("download-zip", "href"),
+        Output("download-zip", "className"),
+        Output("alerts", "children", allow_duplicate=True),
+        Input("fast-done", "data"),
+        Input("slow-done", "data"),
+        Input("colormap", "value"),
+        Input("opacity", "value"),
+        Input("view", "value"),
+        Input("scale", "value"),
+        *CONTEXT,
+        prevent_initial_call=True,
+    )
+    def show(_fast, slow_done, cmap, opacity, view, scale, image, model, layer, target, score, cf, methods,
+             ids, values):
+        alerts = no_update
+        if ctx.triggered_id == "slow-done" and slow_done and slow_done.get("error"):
+            alerts = alert(slow_done["error"])
+        if not image or not model:
+            return empty_state(), "", "btn btn-sm btn-outline-secondary d-none", alerts
+        display = {"cmap": cmap or "jet", "opacity": 0.5 if opacity is None else float(opacity),
+                   "view": view or "overlay", "scale": scale or "map"}
+        try:
+            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values)
+            stored = store.image(context.image)
+            if stored is None:
+                raise ExplainError("The image is no longer on the server: upload it again.")
+            labels = registry.explainer(model).labels
+        except Exception as error:  # noqa: BLE001
+            return empty_state(), "", "btn btn-sm btn-outline-secondary d-none", problem(error)
+        chosen = ordered(methods)
+        entries = work.cached(store, context, chosen)
+        good = {m: e for m, e in entries.items() if "error" not in e}
+        factors = draw.shared_factors(good) if display["scale"] == "shared" else {}
+        revision = context.key("gradcam")
+        cards = []
+        for m in chosen:
+            info = METHODS[m]
+            entry = entries.get(m)
+            if entry is None:
+                cards.append(message_card(m, info.name, "Slow method: see the estimate above and press "
+                                          "“Run slow methods”." if info.slow else "Not computed yet.",
+                                          color="light", icon="hourglass-split"))
+            elif "error" in entry:
+                cards.append(message_card(m, info.name, entry["error"]))
+            else:
+                panel = draw.panel(stored, entry, display, labels, factors.get(m, 1.0), revision)
+                cards.append(result_card(panel, info.description))
+        if not cards:
+            cards = [message_card("none", "No method chosen", "Tick one or more methods in the controls.",
+                                  color="light", icon="info-circle")]
+        token = store.put_record({"image": context.image, "name": image.get("name"), "model": model,
+                                  "layer": layer, "target": context.target, "score": context.score,
+                                  "counterfactual": context.counterfactual, "options": context.options,
+                                  "methods": [m for m in chosen if m in good], "display": display})
+        zip_class = "btn btn-sm btn-outline-secondary" + ("" if good else " d-none")
+        return cards, f"/download/{token}.zip", zip_class, alerts
+
+
+def _reporter(set_progress, method: str, done: int, units: int, total: int):
+    """The engine's 0..1 progress of one method -> the bar's percent of the whole job, at most
+    five updates a second (each is a write to the job cache)."""
+    last = [0.0]
+    name = METHODS[method].name
+
+    def report(fraction: float):
+        now = time.monotonic()
+        if now - last[0] < 0.2 and fraction < 1:
+            return
+        last[0] = now
+        percent = round(100 * (done + fraction * units) / total)
+        set_progress((percent, f"{name} {percent}%"))
+
+    return report
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, (ExplainError, KeyError)):
+        return str(error)
+    log.error("background job failed", exc_info=error)
+    return f"Something went wrong on the server ({type(error).__name__}); the details are in its log."

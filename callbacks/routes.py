@@ -1,0 +1,124 @@
+"""Plain HTTP routes beside the Dash endpoints: the results ZIP and the counters.
+
+GET /download/<token>.zip   every shown result: full-size PNGs, the heatmaps (.npy, float32 in
+                            [0, 1] at the explained image's size), the raw maps, and record.json
+                            (model, layer, target, preprocessing, options) to reproduce them.
+GET /debug/stats            how often the server ran a model (explain and predict calls), which
+                            models are loaded: evidence that display changes re-use the cache.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import datetime, timezone
+
+import flask
+import numpy as np
+
+from callbacks import render as draw
+from callbacks import work
+from explain import METHODS, OPTIONS
+from explain.render import encode_image
+
+
+def results_zip(deps, record: dict) -> bytes:
+    store, registry = deps.store, deps.registry
+    stored = store.image(record["image"])
+    if stored is None:
+        flask.abort(410, "The image is no longer on the server: upload it again.")
+    ctx = work.Context(image=record["image"], model=record["model"], layer=record["layer"],
+                       target=record["target"], score=record["score"],
+                       counterfactual=record["counterfactual"], options=record["options"])
+    entries = {m: e for m, e in work.cached(store, ctx, record["methods"]).items() if "error" not in e}
+    if not entries:
+        flask.abort(404, "These results are no longer cached: run them again.")
+    display = record["display"]
+    factors = draw.shared_factors(entries) if display.get("scale") == "shared" else {}
+    try:
+        info = registry.info(record["model"])
+        labels = registry.explainer(record["model"]).labels
+    except Exception:  # noqa: BLE001 - the record is still useful without the model's details
+        info, labels = None, []
+    buffer = io.BytesIO()
+    methods = {}
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("input.png", encode_image(stored.image, "png"))
+        for m, entry in entries.items():
+            files = [f"{m}.png", f"{m}.npy", f"{m}-raw.npy"]
+            archive.writestr(files[0], encode_image(draw.full_picture(stored, entry, display, factors.get(m, 1.0))))
+            archive.writestr(files[1], _npy(entry["heatmap"]))
+            archive.writestr(files[2], _npy(entry["raw"]))
+            maps = entry.get("extra", {}).get("maps")
+            if maps is not None:
+                files.append(f"{m}-maps.npy")
+                archive.writestr(files[-1], _npy(maps))
+            methods[m] = {
+                "name": METHODS[m].name, "seconds": round(entry["seconds"], 4), "target": entry["target"],
+                "layer": entry["layer"], "warnings": entry["warnings"], "files": files,
+                "extra": {k: v for k, v in entry.get("extra", {}).items() if not isinstance(v, np.ndarray)},
+            }
+        target = record["target"]
+        summary = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "image": {"file": record.get("name"), "sha256": record["image"],
+                      "width": stored.original_size[0], "height": stored.original_size[1],
+                      "explained_size": [int(stored.image.shape[1]), int(stored.image.shape[0])]},
+            "model": {"name": record["model"],
+                      **({"display_name": info.display_name, "source": info.source,
+                          "input_size": info.input_size, "preprocessing": info.preprocessing,
+                          "num_classes": info.num_classes} if info else {})},
+            "layer": record["layer"],
+            "target": {"index": target, "label": labels[target] if 0 <= target < len(labels) else None},
+            "score": record["score"],
+            "counterfactual": record["counterfactual"],
+            "options": {**{k: o.default for k, o in OPTIONS.items()}, **record["options"]},
+            "display": display,
+            "methods": methods,
+            "reproduce": _command(record, list(entries)),
+        }
+        archive.writestr("record.json", json.dumps(summary, indent=2, default=_plain))
+    return buffer.getvalue()
+
+
+def _command(record: dict, methods: list[str]) -> str:
+    parts = ["python -m explain input.png", f"--model {record['model']}"]
+    if any(METHODS[m].needs_layer for m in methods) and record["layer"]:
+        parts.append(f"--layer {record['layer']}")
+    parts += [f"--method {' '.join(methods)}", f"--target {record['target']}", f"--score {record['score']}"]
+    if record["counterfactual"]:
+        parts.append("--counterfactual")
+    return " ".join(parts)
+
+
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array, np.float32))
+    return buffer.getvalue()
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+def register(deps) -> None:
+    server = deps.app.server
+
+    @server.route("/download/<token>.zip")
+    def download_zip(token):
+        record = deps.store.record(token)
+        if record is None:
+            flask.abort(404, "This download link has expired: show the results again.")
+        data = results_zip(deps, record)
+        return flask.send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
+                               download_name=f"camlens-{record['model']}-{token[:8]}.zip")
+
+    @server.route("/debug/stats")
+    def stats():
+        counts = deps.store.counts()
+        return flask.jsonify(explain_calls=counts.get("explain", 0), predict_calls=counts.get("predict", 0),
+                             loaded_models=deps.registry.loaded())

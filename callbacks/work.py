@@ -1,0 +1,217 @@
+"""The app's work, free of Dash: decode uploads, predict, and compute heatmaps through the cache.
+
+Callbacks (normal and background) call these; they never hold an image or a heatmap themselves,
+only cache keys. A request for methods whose results are cached runs no model at all.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from callbacks.store import Store, content_key, digest
+from explain import METHODS, OPTIONS
+from explain.errors import Cancelled, ExplainError, LayerError
+from explain.image import ImageLimits, load_image
+
+log = logging.getLogger("camlens.work")
+
+#: Methods without a target (their maps do not depend on the class, score or counterfactual).
+CLASS_AGNOSTIC = ("activations", "eigencam")
+#: Methods the counterfactual option changes (negated gradients / weights of the CAM family).
+COUNTERFACTUAL = ("cam", "gradcam", "gradcam-guided", "gradcam++", "xgradcam", "layercam", "hirescam",
+                  "guided-gradcam")
+#: Which method each option belongs to (by name prefix); options not listed here (batch_size)
+#: do not change any result. "seed" drives SmoothGrad's noise and IG's noise baseline.
+_OPTION_PREFIX = {"smoothgrad_": "smoothgrad", "ig_": "integrated-gradients", "occlusion_": "occlusion",
+                  "scorecam_": "scorecam", "activations_": "activations"}
+_NEUTRAL = ("batch_size",)
+#: Upper bounds on what a visitor may ask for: SmoothGrad and IG hold every sample's gradient (and
+#: SmoothGrad all its noise) in memory at once, so an unbounded count could exhaust the server's RAM.
+OPTION_LIMITS = {"smoothgrad_samples": 200, "ig_steps": 256, "scorecam_top_k": 2048, "activations_top_k": 64,
+                 "occlusion_patch": 512, "occlusion_stride": 512, "batch_size": 64}
+
+
+def option_owners(name: str) -> tuple[str, ...]:
+    if name in _NEUTRAL:
+        return ()
+    if name == "seed":
+        return ("smoothgrad", "integrated-gradients")
+    for prefix, method in _OPTION_PREFIX.items():
+        if name.startswith(prefix):
+            return (method,)
+    return tuple(METHODS)  # an option we do not know: assume it changes everything
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything besides the method that decides a heatmap."""
+
+    image: str
+    model: str
+    layer: str | None
+    target: int | None
+    score: str = "logit"
+    counterfactual: bool = False
+    options: dict = field(default_factory=dict)
+
+    def key(self, method: str) -> str:
+        info = METHODS[method]
+        parts = {"v": 1, "image": self.image, "model": self.model, "method": method,
+                 "options": {k: v for k, v in sorted(self.options.items()) if method in option_owners(k)}}
+        if info.needs_layer:
+            parts["layer"] = self.layer
+        if method not in CLASS_AGNOSTIC:
+            parts.update(target=self.target, score=self.score)
+        if method in COUNTERFACTUAL:
+            parts["cf"] = bool(self.counterfactual)
+        return "res:" + digest(parts)
+
+
+def clean_options(values: dict) -> dict:
+    """Form values -> explain options: only known names, numbers as ints, blanks -> the default."""
+    out = {}
+    for name, value in (values or {}).items():
+        if name not in OPTIONS or value in (None, ""):
+            continue
+        default = OPTIONS[name].default
+        if isinstance(default, str):
+            out[name] = str(value)
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ExplainError(f"option {name} must be a number, not {value!r}") from None
+            if isinstance(default, float):
+                out[name] = number
+            elif number == int(number):
+                out[name] = int(number)
+            else:
+                raise ExplainError(f"option {name} must be a whole number, not {value!r}")
+            if out[name] < 0:
+                raise ExplainError(f"option {name} must not be negative")
+            if name in OPTION_LIMITS and out[name] > OPTION_LIMITS[name]:
+                raise ExplainError(f"option {name} can be at most {OPTION_LIMITS[name]} here")
+        if out[name] == default:
+            del out[name]  # defaults never split the cache
+    return out
+
+
+def upload(store: Store, data: bytes, limits: ImageLimits):
+    """Decode and keep an upload; the same bytes are decoded once (the key is their hash)."""
+    key = content_key(data)
+    stored = store.image(key)
+    if stored is None:
+        image = load_image(data, limits)
+        stored = store.put_image(key, image)
+        log.info("upload %s: %dx%d", key[:12], *stored.original_size)
+    return stored
+
+
+def predictions(store: Store, registry, image_key: str, model: str, top: int = 5) -> list[dict]:
+    key = "pred:" + digest([image_key, model, top])
+    cached = store.get(key)
+    if cached is not None:
+        return cached
+    stored = _image(store, image_key)
+    explainer = registry.explainer(model)
+    start = time.perf_counter()
+    rows = [asdict(p) for p in explainer.predict(stored.image, top=top)]
+    store.record_pace(model, time.perf_counter() - start, 1)
+    store.count("predict")
+    store.put(key, rows)
+    return rows
+
+
+def _image(store: Store, key: str):
+    stored = store.image(key)
+    if stored is None:
+        raise ExplainError("The image is no longer on the server (its cache was emptied): upload it again.")
+    return stored
+
+
+def cached(store: Store, ctx: Context, methods) -> dict[str, dict]:
+    """The cached entries for `methods` (missing ones left out)."""
+    out = {}
+    for m in methods:
+        entry = store.get(ctx.key(m))
+        if entry is not None:
+            out[m] = entry
+    return out
+
+
+@dataclass(frozen=True)
+class Estimate:
+    passes: int
+    seconds: float | None   # None: no pass measured on this model yet
+    measured: bool          # False: from single-image passes, an upper bound for batched work
+
+
+def estimate(store: Store, registry, ctx: Context, methods) -> Estimate:
+    """Model passes the uncached `methods` need, and the seconds they should take at the pace
+    measured last on this model (batched work's own pace once a slow method has run)."""
+    todo = [m for m in methods if store.get(ctx.key(m)) is None]
+    if not todo:
+        return Estimate(0, 0.0, True)
+    explainer = registry.explainer(ctx.model)
+    passes = sum(explainer.cost(todo, ctx.layer if _needs_layer(todo) else None, **ctx.options).values())
+    batched = store.pace(ctx.model, "batched")
+    if batched is not None:
+        return Estimate(passes, passes * batched, True)
+    single = store.pace(ctx.model)
+    return Estimate(passes, None if single is None else passes * single, False)
+
+
+def _needs_layer(methods) -> bool:
+    return any(METHODS[m].needs_layer for m in methods)
+
+
+def compute(store: Store, registry, ctx: Context, methods, *, progress=None, cancel=None) -> dict[str, dict]:
+    """Entries for `methods`: cached ones as they are, the rest computed in one explain() call
+    (so the gradient CAMs share one pass) and cached. An error that concerns one method (CAM on a
+    model without a GAP head) is cached as that method's entry; a layer error concerns them all
+    and is raised."""
+    entries = cached(store, ctx, methods)
+    todo = [m for m in methods if m not in entries]
+    if not todo:
+        return entries
+    explainer = registry.explainer(ctx.model)
+    stored = _image(store, ctx.image)
+    layer = ctx.layer if _needs_layer(todo) else None
+    passes = sum(explainer.cost(todo, layer, **ctx.options).values())
+    store.count("explain")
+    log.info("explain model=%s layer=%s target=%s methods=%s", ctx.model, layer, ctx.target, ",".join(todo))
+    start = time.perf_counter()
+    try:
+        results = explainer.explain(stored.image, todo, layer, ctx.target, score=ctx.score,
+                                    counterfactual=ctx.counterfactual, progress=progress, cancel=cancel,
+                                    **ctx.options)
+    except (Cancelled, LayerError):
+        raise
+    except ExplainError as error:
+        if len(todo) == 1:
+            entries[todo[0]] = _error_entry(store, ctx, todo[0], error)
+            return entries
+        # One method cannot run here: find which, keep the others.
+        for m in todo:
+            entries.update(compute(store, registry, ctx, [m], progress=None, cancel=cancel))
+        return entries
+    kind = "batched" if all(METHODS[m].slow for m in todo) else "single"
+    store.record_pace(ctx.model, time.perf_counter() - start, passes, kind)
+    for m, result in results.items():
+        entry = {
+            "method": m, "heatmap": result.heatmap.astype(np.float32), "raw": result.raw,
+            "seconds": float(result.seconds), "target": int(result.target), "layer": result.layer,
+            "warnings": list(result.warnings), "extra": result.extra,
+        }
+        store.put(ctx.key(m), entry)
+        entries[m] = entry
+    return entries
+
+
+def _error_entry(store: Store, ctx: Context, method: str, error: ExplainError) -> dict:
+    entry = {"method": method, "error": str(error)}
+    store.put(ctx.key(method), entry)
+    return entry

@@ -1,0 +1,157 @@
+"""Command line: explain one image with one model.
+
+    python -m explain IMAGE --model NAME_OR_FILE [--layer L] [--method M ...] [--target K] [--out DIR]
+
+Writes METHOD.png (overlay) and METHOD.npy (heatmap) per method and summary.json (predictions,
+layer, target, each method's time and warnings). Any bad input: one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TF start-up chatter is noise here
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line instead of usage + message
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from explain.methods import METHODS
+    p = _Parser(prog="python -m explain", description="Explain a Keras image classifier's "
+                                "prediction for one image.")
+    p.add_argument("image", help="image file (PNG, JPEG, ...)")
+    p.add_argument("--model", required=True, help="registry name or a .keras/.h5 file")
+    p.add_argument("--layer", help="layer path for CAM methods, e.g. resnet50v2/conv5_block3_out")
+    p.add_argument("--method", dest="methods", action="extend", nargs="+", metavar="M",
+                   help=f"one or more of: {', '.join(METHODS)} (default: gradcam)")
+    p.add_argument("--target", type=int, help="class index to explain (default: the top-1 class)")
+    p.add_argument("--score", choices=("logit", "probability"), default="logit")
+    p.add_argument("--counterfactual", action="store_true", help="explain evidence against the target")
+    p.add_argument("--colormap", default="jet", choices=("jet", "turbo", "viridis"))
+    p.add_argument("--opacity", type=float, default=0.5)
+    p.add_argument("--out", default="explain-out", help="output folder (created)")
+    return p
+
+
+class ExplainInputError(Exception):
+    """A bad command-line input found before anything is loaded."""
+
+
+def _load_image(path: str):
+    data = Path(path).read_bytes()
+    try:
+        from explain.image import load_image
+    except ImportError:   # explain.image not there yet: plain Pillow decode
+        return _pillow_image(data)
+    return load_image(data)
+
+
+def _pillow_image(data: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from explain.errors import ImageError
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageError(f"cannot read the image: {e}") from None
+
+
+def _explainer(spec: str):
+    """A registry name, or a .keras/.h5 file (identity layout, inputs scaled to [0, 1])."""
+    path = Path(spec)
+    if path.suffix.lower() in (".keras", ".h5") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file {spec}")
+        import keras
+
+        from explain import Explainer
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        return Explainer(model, preprocess=lambda x: x / 255.0)
+    from models import Registry   # only needed for registry names
+    return Registry().explainer(spec)
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; keep stderr for our one line."""
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):   # captured stderr (tests): nothing to hide
+        import tensorflow  # noqa: F401
+        return
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def run(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if not Path(args.image).is_file():
+            raise ExplainInputError(f"no image file {args.image}")
+        _import_tensorflow_quietly()
+        return _run(args)
+    except Exception as e:   # noqa: BLE001 - the CLI's contract: one line, non-zero exit
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        msg = " ".join(str(msg).split()) or type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import numpy as np
+
+    from explain import render
+
+    image = _load_image(args.image)
+    ex = _explainer(args.model)
+    methods = args.methods or ["gradcam"]
+    results = ex.explain(image, methods, layer=args.layer, target=args.target, score=args.score,
+                         counterfactual=args.counterfactual)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for m, r in results.items():
+        (out / f"{m}.png").write_bytes(render.encode_image(
+            render.overlay(image, r.heatmap, args.colormap, args.opacity)))
+        np.save(out / f"{m}.npy", r.heatmap)
+    first = next(iter(results.values()))
+    layers = {r.layer for r in results.values() if r.layer}
+    summary = {
+        "image": str(args.image),
+        "model": args.model,
+        "image_size": list(image.shape[:2]),
+        "layer": args.layer or (sorted(layers)[0] if len(layers) == 1 else ex.default_layer),
+        "target": first.target,
+        "target_label": ex.labels[first.target],
+        "score": args.score,
+        "counterfactual": args.counterfactual,
+        "predictions": [vars(p) for p in ex.predict(image)],
+        "methods": {m: {"seconds": round(r.seconds, 4), "layer": r.layer, "target": r.target,
+                        "warnings": r.warnings, "png": f"{m}.png", "npy": f"{m}.npy"}
+                    for m, r in results.items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"{len(results)} method(s) -> {out}/ (target {first.target}: {ex.labels[first.target]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

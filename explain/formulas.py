@@ -1,0 +1,176 @@
+"""Each explanation method as a small pure formula on NumPy arrays.
+
+Layout: activations A and gradients G of one image at a layer are (h, w, K) arrays (channels
+last, like Keras). Every function returns the signed, unnormalised (h, w) map; ReLU and scaling
+happen once, in `normalize`.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_EPS = 1e-7
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+def weighted_sum(A: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """sum_k w_k A_k: the common last step of CAM-style methods."""
+    return np.tensordot(A, w, axes=([-1], [0])).astype(np.float32)
+
+
+def gradcam(A, G):
+    """Grad-CAM (Selvaraju et al. 2017): w_k = mean_ij G_kij; map = sum_k w_k A_k."""
+    return weighted_sum(A, G.mean(axis=(0, 1)))
+
+
+def gradcam_guided(A, G):
+    """Grad-CAM with guided gradients: average only gradients where both the activation and the
+    gradient are positive (the variant the Grad-CAM authors' code calls guided gradients)."""
+    return weighted_sum(A, (G * ((G > 0) & (A > 0))).mean(axis=(0, 1)))
+
+
+def gradcam_pp_alpha(A, G):
+    """Grad-CAM++ alpha, closed form (Chattopadhyay et al. 2018, eq. 19).
+
+    With Y = exp(S) and S piecewise linear in A, dY/dA = Y G, d2Y/dA2 = Y G^2, d3Y/dA3 = Y G^3, so
+    alpha_kij = G^2 / (2 G^2 + sum_ab A_kab * G^3): Y cancels and one backward pass suffices.
+    """
+    g2 = G * G
+    denom = 2.0 * g2 + A.sum(axis=(0, 1), keepdims=True) * g2 * G
+    safe = np.where(denom != 0, denom, 1.0)
+    return np.where(denom != 0, g2 / safe, 0.0)
+
+
+def gradcam_pp(A, G):
+    """Grad-CAM++: w_k = sum_ij alpha_kij relu(G_kij) (the exp(S) factor of dY/dA dropped: it is a
+    positive constant per image); map = sum_k w_k A_k."""
+    return weighted_sum(A, (gradcam_pp_alpha(A, G) * _relu(G)).sum(axis=(0, 1)))
+
+
+def xgradcam(A, G):
+    """XGrad-CAM (Fu et al. 2020): w_k = sum_ij A_kij G_kij / sum_ij A_kij."""
+    return weighted_sum(A, (A * G).sum(axis=(0, 1)) / (A.sum(axis=(0, 1)) + _EPS))
+
+
+def layercam(A, G):
+    """Layer-CAM (Jiang et al. 2021): map = sum_k relu(G_k) * A_k, pixel by pixel."""
+    return (_relu(G) * A).sum(axis=-1).astype(np.float32)
+
+
+def hirescam(A, G):
+    """HiResCAM (Draelos & Carin 2020): map = sum_k G_k * A_k (no spatial averaging, so the map
+    is faithful to the score's dependence on each position)."""
+    return (G * A).sum(axis=-1).astype(np.float32)
+
+
+def cam(A, class_weights):
+    """CAM (Zhou et al. 2016): map = sum_k W_kc A_k with W the Dense weights after GAP."""
+    return weighted_sum(A, class_weights)
+
+
+def eigencam(A):
+    """Eigen-CAM (Muhammad & Yeasin 2020): projection of the (centred) activations on their first
+    principal component; its sign is chosen to agree with the mean activation."""
+    h, w, k = A.shape
+    M = A.reshape(h * w, k).astype(np.float64)
+    M = M - M.mean(axis=0)
+    if not np.any(M):
+        return np.zeros((h, w), np.float32)
+    proj = _first_component()(M).numpy().reshape(h, w)
+    if np.sum(proj * A.mean(axis=-1)) < 0:
+        proj = -proj
+    return proj.astype(np.float32)
+
+
+_FIRST_COMPONENT = []
+
+
+def _first_component():
+    """Compiled M -> M v1 (v1: top right singular vector), via the eigenvectors of the smaller
+    Gram matrix. In TensorFlow on purpose: NumPy's LAPACK right after a TF call fights TF's
+    still-spinning threads for the cores and runs ~5x slower than TF's own eigh."""
+    if not _FIRST_COMPONENT:
+        import tensorflow as tf
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float64)], autograph=False)
+        def first(M):
+            def via_rows():   # hw <= K: u1 of M M^T; M v1 = M M^T u1 / |M^T u1|
+                u = tf.linalg.eigh(tf.matmul(M, M, transpose_b=True))[1][:, -1]
+                mtu = tf.linalg.matvec(M, u, transpose_a=True)
+                return tf.linalg.matvec(M, mtu) / tf.maximum(tf.norm(mtu), 1e-300)
+
+            def via_cols():   # K < hw: v1 of M^T M
+                return tf.linalg.matvec(M, tf.linalg.eigh(tf.matmul(M, M, transpose_a=True))[1][:, -1])
+            return tf.cond(tf.shape(M)[0] <= tf.shape(M)[1], via_rows, via_cols)
+        _FIRST_COMPONENT.append(first)
+    return _FIRST_COMPONENT[0]
+
+
+def softmax(x, axis=-1):
+    z = np.asarray(x, np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def scorecam(A_sel, scores):
+    """Score-CAM (Wang et al. 2020): w = softmax_k(score of the image masked by channel k's
+    normalised upsampled map); map = sum_k w_k A_k."""
+    return weighted_sum(A_sel, softmax(scores).astype(np.float32))
+
+
+def saliency(grad):
+    """Gradient map as in Simonyan et al. 2014: max over channels of |gradient|."""
+    return np.abs(grad).max(axis=-1).astype(np.float32)
+
+
+def attribution_map(attr):
+    """Pixel attribution summed over channels, absolute value (integrated gradients)."""
+    return np.abs(attr.sum(axis=-1)).astype(np.float32)
+
+
+def resize(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an (h, w) map to size=(H, W) (bilinear up, area down)."""
+    H, W = size
+    if m.shape == (H, W):
+        return m.astype(np.float32, copy=False)
+    shrink = H < m.shape[0] or W < m.shape[1]
+    return cv2.resize(m.astype(np.float32), (W, H),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def normalize(raw: np.ndarray, size: tuple[int, int], mode: str = "relu") -> tuple[np.ndarray, list[str]]:
+    """Heatmap in [0, 1] at `size` from a raw map, plus the warnings a person needs.
+
+    mode "relu": keep positive evidence (CAMs, occlusion), then divide by the max;
+    "abs": already non-negative (pixel maps), divide by the max; "minmax": signed maps without a
+    natural zero (Eigen-CAM, activations), stretched to [0, 1]. Never returns NaN.
+    Scaling happens at the map's own resolution, before the (convex, bilinear/area) resize, so
+    it costs nothing at large image sizes; the resized map's max can be a hair below 1.
+    """
+    m = np.asarray(raw, np.float32)
+    if not np.all(np.isfinite(m)):
+        return np.zeros(size, np.float32), ["the map has non-finite values (NaN/inf): shown as zero"]
+    if mode == "relu":
+        m = np.maximum(m, 0)
+    lo, hi = float(m.min()), float(m.max())
+    scale = max(abs(lo), abs(hi))
+    warnings = []
+    if mode == "minmax":
+        if scale == 0 or hi - lo <= 1e-12 * scale:
+            return np.zeros(size, np.float32), ["the map is constant: nothing to show"]
+        if hi - lo < 1e-3 * scale:
+            warnings.append("near-constant map stretched to the full range: differences are tiny")
+        m = (m - lo) * np.float32(1.0 / (hi - lo))
+    else:
+        if hi <= 0:
+            return np.zeros(size, np.float32), ["the map is all zero: no positive evidence for the target here"]
+        if hi - lo < 1e-3 * hi:
+            warnings.append("near-constant map: it does not localise anything")
+        m = m * np.float32(1.0 / hi)
+    out = resize(m, size)
+    return np.clip(out, 0.0, 1.0, out=out), warnings   # out is always a fresh array here

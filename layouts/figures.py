@@ -1,0 +1,182 @@
+"""Plotly figures and result cards, built from already-encoded images.
+
+Figures carry pixels as a compressed PNG/JPEG data URI in a `go.Image` (never a float matrix), so
+a 1024x768 overlay costs tens of KB. Hover values come from a coarse (at most `HOVER_CELLS` on the
+long side), fully transparent heatmap trace laid over the image: it costs ~10 KB and still tells
+the heatmap's value under the pointer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dash_bootstrap_components as dbc
+import numpy as np
+import plotly.graph_objects as go
+from dash import dcc, html
+
+HOVER_CELLS = 32
+TITLE_HEIGHT = 42  # px above the image: the title's two lines, beside the (short) mode bar
+_COLORSCALES = {"jet": "Jet", "turbo": "Turbo", "viridis": "Viridis", "inferno": "Inferno",
+                "magma": "Magma", "plasma": "Plasma", "hot": "Hot", "gray": "Greys"}
+
+
+@dataclass
+class Panel:
+    """One result figure's content, as the callbacks computed it."""
+
+    method: str
+    title: str                     # the method (bold in the figure)
+    subtitle: str                  # time and class, smaller, below it
+    image_uri: str                 # data URI of what is shown (overlay, heatmap or mosaic)
+    width: int                     # coordinates the hover trace and axes use (the input's pixels)
+    height: int
+    shown_width: int               # pixels in image_uri (a smaller display copy)
+    shown_height: int
+    hover: np.ndarray | None = None        # coarse values for hover, (rows, cols)
+    hover_label: str = "value"
+    hover_text: list | None = None         # optional per-cell text (feature-map channel names)
+    colormap: str = "jet"
+    colorbar: bool = True
+    warnings: list[str] = field(default_factory=list)
+    filename: str = "camlens"
+    revision: str = ""
+
+
+def coarse(values: np.ndarray, cells: int = HOVER_CELLS) -> np.ndarray:
+    """Block-average `values` (H, W) down to at most `cells` on the long side, aspect kept."""
+    h, w = values.shape
+    step = max(1, int(np.ceil(max(h, w) / cells)))
+    rows, cols = int(np.ceil(h / step)), int(np.ceil(w / step))
+    padded = np.full((rows * step, cols * step), np.nan, dtype=np.float64)
+    padded[:h, :w] = values
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(padded.reshape(rows, step, cols, step), axis=(1, 3))
+
+
+def image_figure(panel: Panel) -> go.Figure:
+    """The shown image in original-pixel coordinates, plus an invisible hover/colour-bar trace."""
+    w, h = panel.width, panel.height
+    traces = [go.Image(source=panel.image_uri, hoverinfo="skip", name="image")]
+    figure = go.Figure(traces)
+    # go.Image puts pixel centres at x0 + i*dx; the display copy is smaller than the input, so
+    # scale it up to input pixels: hover and zoom then speak the input's coordinates.
+    dx, dy = w / panel.shown_width, h / panel.shown_height
+    figure.data[0].update(dx=dx, dy=dy, x0=dx / 2, y0=dy / 2)
+    if panel.hover is not None:
+        rows, cols = panel.hover.shape
+        dx, dy = w / cols, h / rows
+        z = np.round(panel.hover, 3)
+        figure.add_trace(go.Heatmap(
+            z=z, x0=dx / 2, dx=dx, y0=dy / 2, dy=dy, opacity=0, zmin=0, zmax=1,
+            colorscale=_COLORSCALES.get(panel.colormap, "Jet"), showscale=panel.colorbar,
+            colorbar={"thickness": 10, "len": 0.9, "outlinewidth": 0, "tickfont": {"size": 9}, "x": 1.0,
+                      "xpad": 4},
+            text=panel.hover_text, name="",
+            hovertemplate=("%{text}<br>" if panel.hover_text is not None else "")
+            + f"x %{{x:.0f}}, y %{{y:.0f}}<br>{panel.hover_label} %{{z:.2f}}<extra></extra>",
+        ))
+    annotations = []
+    if panel.warnings:
+        annotations.append({
+            "text": "<br>".join("⚠ " + _wrap(w_) for w_ in panel.warnings),
+            "xref": "paper", "yref": "paper", "x": 0.01, "y": 0.01, "xanchor": "left", "yanchor": "bottom",
+            "showarrow": False, "align": "left", "font": {"size": 10, "color": "#664d03"},
+            "bgcolor": "rgba(255,243,205,0.92)", "bordercolor": "#ffda6a", "borderpad": 3,
+        })
+    figure.update_layout(
+        title={"text": f"<b>{panel.title}</b>", "font": {"size": 13}, "x": 0.01, "xanchor": "left",
+               "subtitle": {"text": panel.subtitle, "font": {"size": 11, "color": "#6c757d"}}},
+        margin={"l": 0, "r": 0, "t": TITLE_HEIGHT, "b": 0},
+        xaxis={"visible": False, "range": [0, w], "constrain": "domain"},
+        yaxis={"visible": False, "range": [h, 0], "scaleanchor": "x", "constrain": "domain"},
+        annotations=annotations,
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+        dragmode="zoom", hovermode="closest", uirevision=panel.revision or panel.method,
+        autosize=True,
+    )
+    return figure
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
+def graph_config(filename: str) -> dict:
+    return {
+        "displaylogo": False,
+        "displayModeBar": "hover",
+        "responsive": True,
+        "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2},
+        # Four buttons: short enough to sit beside the title on a phone.
+        "modeBarButtons": [["toImage", "zoom2d", "pan2d", "resetScale2d"]],
+    }
+
+
+def result_card(panel: Panel, description: str = "") -> dbc.Col:
+    """One grid cell: the figure, sized by the image's aspect ratio, with a PNG download button."""
+    graph = dcc.Graph(
+        id={"type": "figure", "method": panel.method},
+        figure=image_figure(panel),
+        config=graph_config(panel.filename),
+        style={"aspectRatio": f"{panel.width} / {panel.height + TITLE_HEIGHT * panel.width / 360}", "width": "100%"},
+        className="result-graph",
+    )
+    return dbc.Col(
+        html.Div(html.Div(graph, className="card-body p-1"), className="card h-100 result-card", title=description),
+        xs=12, sm=6, lg=4, className="result-col", id={"type": "result", "method": panel.method},
+    )
+
+
+def message_card(method: str, name: str, text: str, color: str = "warning", icon: str = "exclamation-triangle",
+                 extra=None) -> dbc.Col:
+    """A grid cell in place of a figure: why a method has no map (not applicable, pending, failed)."""
+    body = [html.Div([html.I(className=f"bi bi-{icon} me-2"), html.Strong(name)]), html.Div(text, className="small mt-1")]
+    if extra is not None:
+        body.append(extra)
+    return dbc.Col(
+        dbc.Alert(body, color=color, dismissable=color != "light", className="h-100 mb-0 result-message"),
+        xs=12, sm=6, lg=4, className="result-col", id={"type": "result", "method": method},
+    )
+
+
+def prediction_figure(rows: list[dict], target: int | None) -> go.Figure:
+    """Top-k probabilities as horizontal bars, the explained class highlighted; click a bar to pick it."""
+    rows = list(reversed(rows))  # plotly draws the first category at the bottom
+    colors = ["#0d6efd" if r["index"] == target else "#adb5bd" for r in rows]
+    figure = go.Figure(go.Bar(
+        x=[r["probability"] for r in rows],
+        y=[_short(r["label"]) for r in rows],
+        orientation="h",
+        marker_color=colors,
+        customdata=[r["index"] for r in rows],
+        text=[f"{r['probability']:.1%}" for r in rows],
+        textposition="auto",
+        hovertemplate="%{y}: %{x:.2%} (class %{customdata})<extra></extra>",
+    ))
+    figure.update_layout(
+        margin={"l": 0, "r": 8, "t": 22, "b": 0},
+        title={"text": "Top-5 predictions", "font": {"size": 12}, "x": 0, "y": 0.99, "yanchor": "top"},
+        xaxis={"range": [0, 1], "tickformat": ".0%", "fixedrange": True, "tickfont": {"size": 9}},
+        yaxis={"fixedrange": True, "automargin": True, "tickfont": {"size": 11}},
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", bargap=0.25,
+    )
+    return figure
+
+
+def _short(label: str, limit: int = 22) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def original_view(uri: str, name: str, width: int, height: int, note: str = "") -> html.Div:
+    caption = f"{name} · {width}×{height}" + (f" · {note}" if note else "")
+    return html.Figure([
+        html.Img(src=uri, alt=name, className="img-fluid rounded original-image"),
+        html.Figcaption(caption, className="figure-caption small text-truncate", title=caption),
+    ], className="figure mb-0 d-block")

@@ -1,0 +1,264 @@
+"""The registry: which models the app offers, whether each is usable now, and loading them.
+
+`list()` is cheap: bundled models are described by their sidecars, zoo models by whether
+their weights file is in Keras' cache, user files by a check of their architecture that is
+cached by (mtime, size). `explainer(name)` loads lazily into a bounded LRU; two threads
+asking for the same model share one load (single flight), and each model is warmed up once
+so the first explanation is not slow.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+from explain.errors import ExplainError
+from models import files, zoo
+
+log = logging.getLogger(__name__)
+
+BUNDLED_DIR = Path(__file__).resolve().parent
+BUNDLED = ("vehicles", "vehicles-shortcut")
+
+
+class ModelUnavailable(ExplainError):
+    """The model cannot be used now; the message says why and how to fix it."""
+
+
+class UnknownModel(KeyError):
+    """No model of that name; str() is the plain message (KeyError would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown model"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the app shows about a model. input_size, channels and num_classes are None
+    when an unavailable user file could not tell."""
+
+    name: str
+    display_name: str
+    source: str                      # "bundled" | "keras" | "user"
+    input_size: tuple[int, int] | None
+    channels: int | None
+    preprocessing: str
+    num_classes: int | None
+    default_layer: str | None
+    available: bool
+    reason: str | None = None
+    card: str | None = None
+
+
+def _prep_text(key: str) -> str:
+    return files.PREPROCESSING[key][1]
+
+
+class Registry:
+    """All models: bundled first, then the Keras zoo, then the user folder.
+
+    models_dir: your own models (default $CAMLENS_MODELS_DIR; none if unset).
+    cache_size: loaded models kept at once (least recently used dropped first).
+    """
+
+    def __init__(self, models_dir: Path | str | None = None, cache_size: int = 3):
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
+        env = os.environ.get("CAMLENS_MODELS_DIR")
+        self.models_dir = Path(models_dir or env).expanduser() if (models_dir or env) else None
+        self.cache_size = cache_size
+        self.bundled_dir = BUNDLED_DIR
+        self._lock = threading.Lock()          # guards the LRU and the in-flight table
+        self._cache: OrderedDict[str, object] = OrderedDict()
+        self._flights: dict[str, Future] = {}
+        self._inspect_lock = threading.Lock()  # guards user-file checks
+        self._inspected: dict[Path, tuple[tuple, files.FileModel | str]] = {}
+        self._failed: dict[str, tuple[tuple | None, str]] = {}
+        self._user_names: dict[str, Path] = {}
+        self.loads = 0  # models actually loaded (the single-flight test counts them)
+
+    # ---- listing -------------------------------------------------------------------------
+
+    def list(self) -> list[ModelInfo]:
+        infos = [self._file_info(n, "bundled", self.bundled_dir / f"{n}.keras") for n in BUNDLED]
+        home = zoo.keras_home()
+        infos += [self._zoo_info(spec, home) for spec in zoo.ZOO]
+        infos += self._user_infos()
+        return infos
+
+    def info(self, name: str) -> ModelInfo:
+        for info in self.list():
+            if info.name == name:
+                return info
+        raise UnknownModel(f"No model named {name!r}.")
+
+    def labels(self, name: str) -> list[str]:
+        kind, obj = self._resolve(name)
+        if kind == "keras":
+            return zoo.imagenet_labels()
+        fm = self._describe_file(kind, obj)
+        if isinstance(fm, str):
+            raise ModelUnavailable(fm)
+        return fm.label_list()
+
+    def _failure(self, name: str, current: tuple | None) -> str | None:
+        """The reason a previous load of `name` failed, while the file is unchanged."""
+        failed = self._failed.get(name)
+        return failed[1] if failed and failed[0] == current else None
+
+    def _raise_known_failure(self, name: str, path: Path) -> None:
+        """Do not retry a load that failed while the file is unchanged."""
+        reason = self._failure(name, files.stamp(path))
+        if reason:
+            raise ModelUnavailable(reason)
+
+    def _file_info(self, name: str, source: str, path: Path) -> ModelInfo:
+        fm = self._describe_file(source, path)
+        if isinstance(fm, str):
+            return ModelInfo(name, name, source, None, None, "", None, None, False, fm)
+        reason = self._failure(name, files.stamp(path))
+        return ModelInfo(name, fm.display_name, source, fm.input_size, fm.channels,
+                         _prep_text(fm.preprocessing), fm.num_classes, fm.default_layer,
+                         reason is None, reason, fm.card)
+
+    def _zoo_info(self, spec: zoo.ZooModel, home: Path) -> ModelInfo:
+        path = zoo.weights_path(spec, home)
+        reason = (self._failure(spec.name, files.stamp(path)) if path.is_file()
+                  else zoo.missing_reason(spec, home))
+        return ModelInfo(spec.name, spec.display_name, "keras", spec.input_size, 3,
+                         spec.preprocessing, 1000, spec.default_layer, reason is None, reason,
+                         zoo.card(spec, home))
+
+    def _user_infos(self) -> list[ModelInfo]:
+        if self.models_dir is None:
+            return []
+        infos, names = [], {}
+        for path in files.model_files(self.models_dir):
+            names[path.name] = path
+            infos.append(self._file_info(path.name, "user", path))
+        self._user_names = names
+        return infos
+
+    def _describe_file(self, kind: str, path: Path) -> files.FileModel | str:
+        """A checked FileModel, or the reason it cannot be used. Bundled models trust their
+        sidecar (written by models.train); user files are checked, cached by mtime."""
+        current = files.stamp(path)
+        if current is None:
+            if kind == "bundled":
+                return (f"{path.name} is missing from {path.parent}: run "
+                        f"`python -m models.train {path.stem}` to make it.")
+            return f"{path} no longer exists."
+        if kind == "bundled":
+            try:
+                fm = files.describe(path, files.read_sidecar(path))
+            except files.FileProblem as e:
+                return str(e)
+            if not fm.labels or not fm.input_size:
+                return f"{files.sidecar_path(path).name} lacks labels or input_size."
+            fm.channels, fm.num_classes = 3, len(fm.labels)
+            return fm
+        with self._inspect_lock:
+            cached = self._inspected.get(path)
+            if cached and cached[0] == current:
+                return cached[1]
+            try:
+                result: files.FileModel | str = files.inspect_file(path)
+            except files.FileProblem as e:
+                result = str(e)
+            self._inspected[path] = (current, result)
+            return result
+
+    def _resolve(self, name: str) -> tuple[str, object]:
+        if name in BUNDLED:
+            return "bundled", self.bundled_dir / f"{name}.keras"
+        for spec in zoo.ZOO:
+            if spec.name == name:
+                return "keras", spec
+        if self.models_dir is not None:
+            if name not in self._user_names:
+                self._user_infos()
+            if name in self._user_names:
+                return "user", self._user_names[name]
+        raise UnknownModel(f"No model named {name!r}.")
+
+    # ---- loading -------------------------------------------------------------------------
+
+    def explainer(self, name: str):
+        """The warmed-up explain.Explainer for `name`, loaded at most once at a time."""
+        with self._lock:
+            if name in self._cache:
+                self._cache.move_to_end(name)
+                return self._cache[name]
+            flight = self._flights.get(name)
+            leader = flight is None
+            if leader:
+                flight = self._flights[name] = Future()
+        if not leader:
+            return flight.result()  # re-raises the leader's ModelUnavailable
+        try:
+            explainer = self._load(name)
+        except BaseException as e:
+            with self._lock:
+                del self._flights[name]
+            flight.set_exception(e)
+            raise
+        with self._lock:
+            del self._flights[name]
+            self._cache[name] = explainer
+            self._cache.move_to_end(name)
+            while len(self._cache) > self.cache_size:
+                evicted, _ = self._cache.popitem(last=False)
+                log.info("model cache: dropped %s", evicted)
+        flight.set_result(explainer)
+        return explainer
+
+    def loaded(self) -> list[str]:
+        """Names currently in the cache, least recently used first."""
+        with self._lock:
+            return list(self._cache)
+
+    def _load(self, name: str):
+        from explain import Explainer
+
+        kind, obj = self._resolve(name)
+        if kind == "keras":
+            spec = obj
+            path = zoo.weights_path(spec)
+            if not path.is_file():
+                raise ModelUnavailable(zoo.missing_reason(spec))
+            self._raise_known_failure(name, path)
+            try:
+                model = zoo.build(spec, path)
+            except Exception as e:  # noqa: BLE001 - a bad cache file must not crash the app
+                reason = (f"Weights file {path} could not be loaded ({files.first_line(e)}). "
+                          "Delete it and let Keras download it again, or replace it.")
+                self._failed[name] = (files.stamp(path), reason)
+                raise ModelUnavailable(reason) from None
+            args = (model, zoo.preprocess_fn(spec), zoo.imagenet_labels(), spec.input_size,
+                    spec.default_layer)
+        else:
+            path = obj
+            described = self._describe_file(kind, path)
+            if isinstance(described, str):
+                raise ModelUnavailable(described)
+            self._raise_known_failure(name, path)
+            try:
+                model, fm = files.load_file(path)
+            except files.FileProblem as e:
+                self._failed[name] = (files.stamp(path), str(e))
+                raise ModelUnavailable(str(e)) from None
+            args = (model, fm.preprocess, fm.label_list(), fm.input_size, fm.default_layer)
+        self.loads += 1
+        try:
+            explainer = Explainer(*args)
+            explainer.warmup()
+        except Exception as e:  # noqa: BLE001 - e.g. a layer the engine cannot trace
+            reason = f"{name} cannot be explained: {files.first_line(e)}"
+            self._failed[name] = (files.stamp(path), reason)
+            raise ModelUnavailable(reason) from None
+        log.info("loaded model %s", name)
+        return explainer

@@ -1,0 +1,193 @@
+"""The explain page in headless Chromium: upload, predictions, methods, display, bad inputs, jobs."""
+import time
+
+import pytest
+from selenium.webdriver.common.keys import Keys
+
+
+def test_upload_shows_the_image_and_its_prediction_chart(camlens, images):
+    page = camlens.open("?model=tiny-gap.keras")
+    page.upload(images["scene"])
+    page.duo.wait_for_contains_text("#original", "scene.jpg", timeout=20)
+    assert "1024×768" in page.duo.find_element("#original").text
+    page.duo.wait_for_contains_text("#predictions", "Top-5 predictions", timeout=20)
+    bars = page.duo.find_elements("#predictions .bars .point")
+    assert len(bars) == 3  # the tiny model has three classes, all shown
+    labels = page.duo.find_element("#predictions").text
+    assert {"car", "bus", "truck"} <= set(labels.split())
+    assert page.figures(1)[0].startswith("Grad-CAM")  # the default method, drawn at once
+    assert page.duo.get_logs() == []
+
+
+def test_three_methods_give_three_figures_and_opacity_redraws_without_a_model_run(camlens, images):
+    page = camlens.open("?model=tiny-gap.keras")
+    page.upload(images["small"])
+    page.figures(1)
+    page.click("#method-gradients")
+    page.figures(2)
+    page.click("#method-layercam")
+    titles = page.figures(3)
+    assert [t.split(" · ")[0] for t in titles] == ["Vanilla gradients", "Grad-CAM", "Layer-CAM"]
+    assert "methods=gradients,gradcam,layercam" in page.duo.driver.current_url
+
+    before_stats, before_images = page.stats(), page.image_sources()
+    assert before_stats["explain_calls"] >= 1
+    handle = page.duo.find_element("#opacity [role=slider]")
+    handle.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+    deadline = time.time() + 15
+    while time.time() < deadline and page.image_sources() == before_images:
+        time.sleep(0.2)
+    after_images = page.image_sources()
+    assert len(after_images) == 3 and all(a != b for a, b in zip(after_images, before_images))
+    assert "opacity=0.7" in page.duo.driver.current_url
+    after_stats = page.stats()
+    assert after_stats["explain_calls"] == before_stats["explain_calls"]  # drawn from the cache
+    assert after_stats["predict_calls"] == before_stats["predict_calls"]
+
+
+def test_switching_model_changes_the_layer_list(camlens, images):
+    page = camlens.open("?model=tiny-gap.keras")
+    page.duo.wait_for_contains_text("#layer", "conv_b", timeout=20)
+    page.choose("#model", "Tiny Flatten")
+    page.duo.wait_for_contains_text("#layer", "second", timeout=20)
+    page.duo.find_element("#layer").click()
+    options = [e.text for e in page.duo.find_elements(".dash-dropdown-option")]
+    assert any(o.startswith("second") for o in options) and any(o.startswith("first") for o in options)
+    assert not any("conv_b" in o for o in options)
+    assert "model=tiny-flat.keras" in page.duo.driver.current_url
+
+
+def test_bad_uploads_each_get_a_message_and_the_page_goes_on(camlens, images):
+    page = camlens.open("?model=tiny-gap.keras")
+    for name in ("text", "empty", "truncated"):
+        count = len(page.alerts())
+        page.upload(images[name])
+        deadline = time.time() + 15
+        while time.time() < deadline and len(page.alerts()) == count:
+            time.sleep(0.2)
+    messages = page.alerts()
+    assert len(messages) == 3, messages
+    joined = "\n".join(messages)
+    assert "notes.txt: This file is not an image" in joined
+    assert "empty.png: The file is empty." in joined
+    assert "cut.jpg: The image is truncated or corrupt" in joined
+    # Dismiss one, then a good upload still works.
+    page.duo.find_element("#alerts .alert .btn-close").click()
+    page.duo.wait_for_no_elements("#alerts .alert:nth-child(3)", timeout=5)
+    page.upload(images["small"])
+    page.figures(1)
+    assert page.duo.find_element("#original").text.startswith("small.png")
+
+
+def test_cam_on_a_model_without_gap_gets_a_message_in_the_grid(camlens, images):
+    page = camlens.open("?model=tiny-flat.keras&methods=cam,gradcam")
+    page.upload(images["small"])
+    page.figures(1)
+    page.duo.wait_for_contains_text("#results-grid", "CAM needs", timeout=10)
+
+
+def set_option(page, name: str, value: str):
+    if not page.duo.driver.execute_script("return document.querySelector('#method-panel details').open;"):
+        page.click("#method-panel summary")
+    field = page.duo.find_element(f"""input[id='{{"name":"{name}","type":"option"}}']""")
+    field.clear()
+    field.send_keys(value, Keys.ENTER)
+
+
+def test_a_slow_method_runs_in_the_background_with_progress(camlens, images):
+    # Occlusion with a fine stride: slow enough to watch, after the server has already run TF
+    # (a forked DiskcacheManager job would hang here; ours run on the server's threads).
+    page = camlens.open("?model=tiny-gap.keras&methods=gradcam,occlusion")
+    set_option(page, "occlusion_patch", "6")
+    set_option(page, "occlusion_stride", "1")
+    page.upload(images["small"])
+    page.figures(1)  # Grad-CAM at once; occlusion waits for the button
+    page.duo.wait_for_contains_text("#slow-estimate", "3482 model passes", timeout=15)
+    assert "Occlusion" in page.duo.find_element("#results-grid").text
+
+    page.click("#run-slow")
+    seen = []
+    deadline = time.time() + 60
+    while time.time() < deadline and len(page.titles()) < 2:
+        shown, value = page.progress()
+        if shown:
+            seen.append(value)
+        time.sleep(0.1)
+    titles = page.figures(2)
+    assert titles[0].startswith("Occlusion")
+    assert any(0 < p < 100 for p in seen), seen  # the bar moved while the job ran
+    assert page.progress()[0] is False
+    assert page.duo.get_logs() == []
+
+
+def test_cancel_stops_the_background_job(camlens, images, until):
+    page = camlens.open("?model=tiny-gap.keras&methods=occlusion")
+    set_option(page, "occlusion_patch", "2")
+    set_option(page, "occlusion_stride", "1")
+    page.upload(images["small"])
+    page.duo.wait_for_contains_text("#slow-estimate", "3970 model passes", timeout=15)
+    page.click("#run-slow")
+    assert until(lambda: page.progress()[1] > 0, 30), "the job never reported progress"
+    page.click("#cancel")
+    assert until(lambda: not page.progress()[0], 10), "the progress bar stayed after cancel"
+    handle = page.dash.camlens.manager.handle
+    running = lambda: [k for k in handle.iterkeys() if isinstance(k, tuple) and k[0] == "job"  # noqa: E731
+                       and handle.get(k) == "running"]
+    assert until(lambda: not running(), 10), "the job thread did not stop"
+    assert page.duo.find_element("#run-slow").is_enabled()
+    assert page.titles() == []  # no occlusion figure: its card still asks to run it
+    assert "Occlusion" in page.duo.find_element("#results-grid").text
+
+
+def test_a_gallery_sample_with_the_bundled_model(camlens):
+    from callbacks import samples
+
+    if not any(s["name"] == "bus-on-snow.png" for s in samples()):
+        pytest.skip("assets/samples has no bus-on-snow.png (python -m models.gallery writes it)")
+    page = camlens.open("?model=vehicles&methods=gradcam,activations")
+    page.click("#samples button[title^='A bus on snow']")
+    page.duo.wait_for_contains_text("#original", "bus-on-snow.png", timeout=20)
+    page.duo.wait_for_contains_text("#predictions", "bus", timeout=20)
+    top = page.duo.driver.execute_script(
+        "const g = document.querySelector('#predictions .js-plotly-plot');"
+        "const d = g.data[0]; const i = d.x.indexOf(Math.max(...d.x)); return [d.y[i], d.x[i]];")
+    assert top[0] == "bus" and top[1] > 0.5
+    titles = page.figures(2)
+    assert titles[0].startswith("Activations · 16 strongest channels")
+    assert titles[1].startswith("Grad-CAM") and titles[1].endswith("bus")
+    # The model card is a click away, and the unavailable zoo models are listed, greyed, with why.
+    page.click("#model-card-open")
+    page.duo.wait_for_contains_text("#model-card-modal", "Vehicles", timeout=10)
+    page.duo.find_element("#model-card-modal .btn-close").click()
+    page.duo.wait_for_no_elements("#model-card-modal.show", timeout=5)
+    page.click("#model")
+    disabled = page.duo.driver.execute_script(
+        "return [...document.querySelectorAll('.dash-dropdown-option')].filter(o => o.querySelector('input:disabled'))"
+        ".map(o => [o.innerText.trim(), (o.querySelector('[title]') || o).getAttribute('title')]);")
+    unavailable = [m.name for m in page.dash.camlens.registry.list() if not m.available]
+    assert len(disabled) == len(unavailable)
+    if disabled:
+        assert disabled[0][0].endswith("(unavailable)") and "Keras" in disabled[0][1]
+
+
+def test_the_url_sets_the_view_and_bad_values_are_reported(camlens, images):
+    page = camlens.open("?model=tiny-flat.keras&layer=nope&methods=gradients,eigencam&cmap=viridis"
+                        "&opacity=0.3&view=heatmap&scale=shared")
+    page.duo.wait_for_contains_text("#alerts", "Layer 'nope' is not a spatial layer", timeout=20)
+    assert page.duo.find_element("#colormap").get_attribute("value") == "viridis"
+    assert page.duo.find_element("#method-eigencam").is_selected()
+    assert not page.duo.find_element("#method-gradcam").is_selected()
+    page.upload(images["small"])
+    titles = page.figures(2)
+    assert [t.split(" · ")[0] for t in titles] == ["Vanilla gradients", "Eigen-CAM"]
+    url = page.duo.driver.current_url
+    assert "layer=second" in url and "cmap=viridis" in url and "view=heatmap" in url and "scale=shared" in url
+
+
+def test_an_unavailable_model_says_why(camlens):
+    unavailable = [m for m in camlens.dash.camlens.registry.list() if not m.available]
+    if not unavailable:
+        pytest.skip("every model is available here")
+    page = camlens.open(f"?model={unavailable[0].name}")
+    page.duo.wait_for_contains_text("#alerts", unavailable[0].reason.split(".")[0], timeout=20)
+    assert page.duo.find_element("#layer").text.strip() in ("", "Layer (spatial output)")

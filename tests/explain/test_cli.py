@@ -1,0 +1,82 @@
+"""python -m explain: files written, and one-line errors with a non-zero exit on bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from explain.__main__ import run
+from explain_testkit import gap_cnn
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    model = d / "tiny.keras"
+    gap_cnn(seed=6).save(model)
+    image = d / "img.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 45, 3), dtype=np.uint8)).save(image)
+    (d / "broken.png").write_bytes(b"not an image")
+    return d, model, image
+
+
+def test_cli_writes_overlays_heatmaps_and_summary(files, tmp_path):
+    d, model, image = files
+    out = tmp_path / "out"
+    code = run([str(image), "--model", str(model), "--method", "gradcam", "gradients",
+                "--method", "eigencam", "--target", "1", "--out", str(out)])
+    assert code == 0
+    for m in ("gradcam", "gradients", "eigencam"):
+        png = np.asarray(Image.open(out / f"{m}.png"))
+        assert png.shape == (30, 45, 3)
+        heat = np.load(out / f"{m}.npy")
+        assert heat.shape == (30, 45) and heat.dtype == np.float32 and 0 <= heat.min() <= heat.max() <= 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target"] == 1 and summary["layer"] == "r2"
+    assert set(summary["methods"]) == {"gradcam", "gradients", "eigencam"}
+    assert summary["methods"]["gradcam"]["seconds"] >= 0
+    assert len(summary["predictions"]) == 4 and {"index", "label", "probability"} <= set(summary["predictions"][0])
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["missing.png", "--model", "{model}"], "no image file"),
+    (["{broken}", "--model", "{model}"], "image"),
+    (["{image}", "--model", "nothing.keras"], "no model file"),
+    (["{image}", "--model", "{model}", "--method", "magic"], "unknown method"),
+    (["{image}", "--model", "{model}", "--layer", "head"], "no spatial output"),
+    (["{image}", "--model", "{model}", "--target", "9"], "target"),
+    (["{image}"], "--model"),
+])
+def test_cli_bad_input_one_line_nonzero(files, tmp_path, capsys, args, expect):
+    d, model, image = files
+    argv = [a.format(model=model, image=image, broken=d / "broken.png") for a in args]
+    with pytest.raises(SystemExit) if "--model" not in argv else _nothing():
+        code = run(argv + ["--out", str(tmp_path / "o")])
+        assert code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and expect in err
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_python_dash_m_entry_point(files, tmp_path):
+    d, model, image = files
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    ok = subprocess.run([sys.executable, "-m", "explain", str(image), "--model", str(model),
+                         "--method", "hirescam", "--out", str(tmp_path / "o")],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "o" / "hirescam.png").is_file() and (tmp_path / "o" / "summary.json").is_file()
