@@ -1,9 +1,9 @@
 FROM python:3.11-slim
 
-# Keras ImageNet applications whose weights are baked into the image's Keras cache at build
-# time (the build needs internet), so the container then runs offline, e.g.
-#   docker build --build-arg KERAS_APPLICATIONS="ResNet50V2 MobileNetV2" -t camlens .
-ARG KERAS_APPLICATIONS=""
+# Zoo models (registry names) whose ImageNet weights are baked into the image's Keras cache at
+# build time (the build needs internet), so the container then runs offline, e.g.
+#   docker build --build-arg ZOO_MODELS="resnet50v2 mobilenet-0.25" -t camlens .
+ARG ZOO_MODELS=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -19,9 +19,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
 RUN mkdir -p "$KERAS_HOME" && \
-    for name in $KERAS_APPLICATIONS; do \
-      python -c "import sys, keras; getattr(keras.applications, sys.argv[1])(weights='imagenet')" "$name"; \
-    done && \
+    if [ -n "$ZOO_MODELS" ]; then python -m models.zoo $ZOO_MODELS; fi && \
     useradd --create-home --uid 1000 camlens && chown -R camlens "$KERAS_HOME"
 
 USER camlens

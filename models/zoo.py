@@ -158,3 +158,42 @@ def card(spec: ZooModel, home: Path | None = None) -> str:
         f"Default layer for CAM: `{spec.default_layer}`.",
         "",
     ])
+
+
+def download(names: list[str]) -> list[Path]:
+    """Fill Keras' cache with these zoo models' ImageNet weights, the way Keras itself does
+    (needs internet: the Docker build runs it so the container can then run offline)."""
+    by_name = {spec.name: spec for spec in ZOO}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ValueError(f"not a zoo model: {', '.join(unknown)} (choose from {', '.join(by_name)})")
+    import keras
+
+    paths = []
+    for name in names:
+        spec = by_name[name]
+        getattr(keras.applications, spec.builder)(weights="imagenet", include_top=True, **spec.kwargs)
+        path = weights_path(spec)
+        if not path.is_file():
+            raise RuntimeError(f"Keras did not leave {spec.weights_file} in {path.parent}")
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m models.zoo",
+                                     description="Download zoo weights into Keras' cache (needs internet).")
+    parser.add_argument("names", nargs="+", metavar="NAME", help=", ".join(spec.name for spec in ZOO))
+    args = parser.parse_args(argv)
+    try:
+        for path in download(args.names):
+            print(path)
+    except (ValueError, RuntimeError, OSError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

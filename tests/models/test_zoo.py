@@ -1,6 +1,7 @@
 """The Keras zoo from Keras' own cache: weights a test saves itself, and real ones if present."""
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,3 +100,15 @@ def test_real_imagenet_weights_find_cars_in_real_photos(shared_dir, keras_home):
         image = np.asarray(Image.open(photo).convert("RGB"))
         top5 = {p.label for p in ex.predict(image, top=5)}
         assert top5 & CAR_CLASSES, (photo.name, top5)
+
+
+def test_download_command_refuses_unknown_names_before_touching_the_network(keras_home):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "models.zoo", "resnet50v2", "resnet9000"],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1].startswith("error: not a zoo model: resnet9000")
+    assert not any((keras_home / "models").glob("*.h5"))
