@@ -23,10 +23,15 @@ SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 #: Choices of the string-valued method options (the engine documents them in OPTIONS' help).
 OPTION_CHOICES = {"ig_baseline": ["black", "grey", "mean", "blur", "noise"],
-                  "occlusion_fill": ["grey", "black", "mean", "blur"]}
+                  "occlusion_fill": ["grey", "black", "mean", "blur"],
+                  "lime_superpixels": ["slic", "quickshift"], "lime_fill": ["grey", "blur", "mean"],
+                  "lime_sign": ["positive", "negative", "both"], "shap_fill": ["blur", "grey", "black", "mean"],
+                  "rise_fill": ["grey", "black", "mean", "blur"], "eg_background": ["scenes", "samples"]}
 #: Options shown in the page, in this order (batch_size and seed are for scripts).
 SHOWN_OPTIONS = ("smoothgrad_samples", "smoothgrad_noise", "ig_steps", "ig_baseline", "occlusion_patch",
-                 "occlusion_stride", "occlusion_fill", "scorecam_top_k", "activations_top_k")
+                 "occlusion_stride", "occlusion_fill", "scorecam_top_k", "activations_top_k",
+                 "lime_samples", "lime_segments", "lime_superpixels", "lime_fill", "lime_sign", "shap_evals",
+                 "shap_fill", "rise_masks", "rise_cells", "rise_fill", "eg_samples", "eg_background", "eg_noise")
 
 
 @dataclass

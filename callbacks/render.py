@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from callbacks.store import StoredImage
-from explain import METHODS
+from explain import METHODS, lime
 from explain.render import colorize, encode_image, overlay
 from layouts.figures import Panel, coarse
 
@@ -89,7 +89,8 @@ def panel(stored: StoredImage, entry: dict, display: dict, labels: list[str], fa
         warnings.insert(0, f"shared scale: this map's peak is {factor:.0%} of the largest in its family")
     return Panel(method=method, title=name, subtitle=subtitle(entry, label), image_uri=jpeg_uri(shown),
                  width=width, height=height, shown_width=w, shown_height=h, hover=coarse(heatmap),
-                 colormap=display["cmap"], warnings=warnings, filename=f"camlens-{method}", revision=revision)
+                 colormap=display["cmap"], warnings=warnings, filename=f"camlens-{method}", revision=revision,
+                 outlines=lime.outlines(entry.get("extra", {}), (width, height)) if method == "lime" else [])
 
 
 def mosaic(maps: np.ndarray, tile: int, gap: int = 2) -> tuple[np.ndarray, int, int]:

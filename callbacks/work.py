@@ -23,22 +23,25 @@ CLASS_AGNOSTIC = ("activations", "eigencam")
 #: Methods the counterfactual option changes (negated gradients / weights of the CAM family).
 COUNTERFACTUAL = ("cam", "gradcam", "gradcam-guided", "gradcam++", "xgradcam", "layercam", "hirescam",
                   "guided-gradcam")
-#: Which method each option belongs to (by name prefix); options not listed here (batch_size)
-#: do not change any result. "seed" drives SmoothGrad's noise and IG's noise baseline.
+#: Which method each option belongs to (by name prefix); "seed" drives every sampling method.
 _OPTION_PREFIX = {"smoothgrad_": "smoothgrad", "ig_": "integrated-gradients", "occlusion_": "occlusion",
-                  "scorecam_": "scorecam", "activations_": "activations"}
-_NEUTRAL = ("batch_size",)
+                  "scorecam_": "scorecam", "activations_": "activations", "lime_": "lime", "shap_": "shap",
+                  "rise_": "rise", "eg_": "expected-gradients"}
+#: Options that change no result but these methods' (SHAP's partition order follows the batch).
+_MOSTLY_NEUTRAL = {"batch_size": ("shap",)}
 #: Upper bounds on what a visitor may ask for: SmoothGrad and IG hold every sample's gradient (and
 #: SmoothGrad all its noise) in memory at once, so an unbounded count could exhaust the server's RAM.
 OPTION_LIMITS = {"smoothgrad_samples": 200, "ig_steps": 256, "scorecam_top_k": 2048, "activations_top_k": 64,
-                 "occlusion_patch": 512, "occlusion_stride": 512, "batch_size": 64}
+                 "occlusion_patch": 512, "occlusion_stride": 512, "batch_size": 64,
+                 "lime_samples": 10000, "lime_segments": 500, "lime_top_k": 50, "shap_evals": 20000,
+                 "rise_masks": 20000, "rise_cells": 64, "eg_samples": 2000}
 
 
 def option_owners(name: str) -> tuple[str, ...]:
-    if name in _NEUTRAL:
-        return ()
+    if name in _MOSTLY_NEUTRAL:
+        return _MOSTLY_NEUTRAL[name]
     if name == "seed":
-        return ("smoothgrad", "integrated-gradients")
+        return ("smoothgrad", "integrated-gradients", "lime", "shap", "rise", "expected-gradients")
     for prefix, method in _OPTION_PREFIX.items():
         if name.startswith(prefix):
             return (method,)

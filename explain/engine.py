@@ -9,13 +9,16 @@ passes, each a ``tf.function`` traced once per (layer, pass kind, score mode) an
   CAM is requested).
 - ``grad`` / ``guided``: forward + backward to the input (gradients, SmoothGrad, IG / guided
   backprop), batched.
-- ``blend``: batched masked forwards (explain.perturb) for Score-CAM and occlusion.
+- ``blend``: batched masked forwards (explain.perturb) for Score-CAM, occlusion and the black-box
+  methods (LIME, SHAP, RISE: explain.lime, explain.shapley, explain.rise); expected gradients
+  (explain.expected_gradients) uses the batched ``grad`` pass.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -23,7 +26,9 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from explain import expected_gradients as EG
 from explain import formulas as F
+from explain import lime, rise, shapley
 from explain.errors import Cancelled, ExplainError, ImageError, LayerError, MethodNotApplicable
 from explain.graph import FlatGraph
 from explain.methods import GRADIENT_CAMS, METHODS, OPTIONS
@@ -31,6 +36,9 @@ from explain.perturb import OcclusionMasks, make_blend_forward, run_batches, run
 
 _NEEDS_A = ("activations", "eigencam", "cam", "scorecam")
 _SCORELESS = ("activations", "eigencam")   # class-agnostic: no score, no counterfactual
+#: Black-box methods: the option holding each one's budget of model evaluations.
+_BUDGETS = {"lime": "lime_samples", "shap": "shap_evals", "rise": "rise_masks",
+            "expected-gradients": "eg_samples"}
 
 
 @dataclass
@@ -391,6 +399,8 @@ def _plan(ex: Explainer, methods: list[str], opts: dict, layer: str | None, laye
         elif m == "occlusion":
             patch, stride = _occlusion_geometry(ex.input_size, opts)
             need[m] = [("occlusion", len(OcclusionMasks((H, W), patch, stride)) + 1)]
+        elif m in _BUDGETS:   # the clean image's forward (target, score), then the budget
+            need[m] = [("forward", 1), (m, int(opts[_BUDGETS[m]]))]
     done, cost = set(), {}
     for m in methods:
         cost[m] = sum(u for k, u in need[m] if k not in done)
@@ -483,6 +493,11 @@ class _Run:
     def t(self):
         return tf.constant(-1 if self.target is None else self.target, tf.int32)
 
+    def method_rng(self, method: str) -> np.random.Generator:
+        """A generator of its own per method, so a method's result depends on the seed only, not
+        on which other methods ran before it in the same call."""
+        return np.random.default_rng([int(self.opts["seed"]), zlib.crc32(method.encode())])
+
     # -- shared passes -----------------------------------------------------------------------------
     def cam_pass(self, layer):
         key = ("cam", layer)
@@ -536,6 +551,13 @@ class _Run:
             out = self.ex._fn("forward")(tf.constant(self.x)).numpy()
             self._got(int(np.argmax(out[0])), out[0])
         return float(self.ex.scores(self.outputs[None], self.target, self.score)[0])
+
+    def masked_scores(self, baseline: np.ndarray, masks) -> np.ndarray:
+        """Target scores of the image blended with a baseline (model input, (1, H, W, C)) by each mask,
+        through the perturbation core; one progress unit per mask. The target must be resolved."""
+        out = self.ex.masked_outputs(self.x, baseline, masks, batch_size=self.opts["batch_size"],
+                                     progress=self.sub_progress(len(masks)), cancel=self._cancel)
+        return self.ex.scores(out, self.target, self.score)
 
     # -- methods -----------------------------------------------------------------------------------
     def m_gradient_cam(self, m):
@@ -643,6 +665,52 @@ class _Run:
             warnings.append(f"integrated gradients miss the score difference by {err:.0%} "
                             "(completeness); raise ig_steps")
         return F.attribution_map(attr), "abs", {"completeness_error": err, "warnings": warnings}
+
+    # -- black-box methods (formulas in explain.lime / shapley / rise / expected_gradients) --------
+    def m_lime(self):
+        o, rng = self.opts, self.method_rng("lime")
+        lime.check_sign(o["lime_sign"])   # before any model call
+        s0 = self.clean_score()
+        seg, how = lime.superpixels(self.pix, o["lime_segments"], o["lime_superpixels"])
+        n_seg = int(seg.max()) + 1
+        fill = lime.segment_means(self.pix, seg) if o["lime_fill"] == "mean" else \
+            _fill(self.pix, o["lime_fill"], rng, np.sqrt(seg.size / n_seg) / 2)
+        Z = lime.patterns(rng, n_seg, o["lime_samples"])
+        y = self.masked_scores(self.ex.to_input(fill[None]), lime.SegmentMasks(seg, Z))
+        fit = lime.ridge(Z, y, lime.kernel_weights(Z, o["lime_kernel_width"]))
+        raw, mode, extra = lime.result(seg, fit, s0, o["lime_sign"], int(o["lime_top_k"]), how)
+        extra["warnings"] = lime.warnings(fit, s0, y, how)
+        return raw, mode, extra
+
+    def m_shap(self):
+        s0 = self.clean_score()
+        fill = _fill(self.pix, self.opts["shap_fill"], self.method_rng("shap"), min(self.ex.input_size) / 6)
+        baseline = self.ex.to_input(fill[None])
+        values, base = shapley.owen_values(self.ex.input_size, lambda m: self.masked_scores(baseline, m),
+                                           int(self.opts["shap_evals"]), self.opts["batch_size"],
+                                           int(self.opts["seed"]))
+        err = abs(float(values.sum()) - (s0 - base)) / max(abs(s0 - base), 1e-6)
+        return values, "relu", {"base_score": base, "score": s0, "efficiency_error": err}
+
+    def m_rise(self):
+        o, rng = self.opts, self.method_rng("rise")
+        self.clean_score()
+        masks = rise.RiseMasks(self.ex.input_size, int(o["rise_masks"]), int(o["rise_cells"]), o["rise_p"],
+                               rng)
+        fill = self.ex.to_input(_fill(self.pix, o["rise_fill"], rng, max(masks.cell) / 2)[None])
+        return masks.combine(self.masked_scores(fill, masks)), "relu", \
+            {"masks": len(masks), "cells": int(o["rise_cells"]), "p": float(o["rise_p"])}
+
+    def m_expected_gradients(self):
+        o, n = self.opts, int(self.opts["eg_samples"])
+        self.clean_score()
+        images = EG.background(o["eg_background"], self.ex.input_size)
+        bg = self.ex.to_input(np.stack([self.ex.pixels(im) for im in images]))
+        sigma = float(o["eg_noise"]) * float(self.x.max() - self.x.min() or 1.0)
+        attr = EG.attributions(self.x[0], bg, n, sigma, self.method_rng("expected-gradients"),
+                               lambda xb: self.ex.input_gradients(xb, self.target, self.score)[0],
+                               batch_size=o["batch_size"], progress=self.sub_progress(n), cancel=self._cancel)
+        return F.attribution_map(attr), "abs", {"samples": n, "backgrounds": len(bg)}
 
     # -- driver ------------------------------------------------------------------------------------
     def execute(self, methods: list[str]) -> dict[str, MethodResult]:

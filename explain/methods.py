@@ -52,6 +52,14 @@ METHODS: dict[str, MethodInfo] = dict([
        "(Springenberg et al. 2015).", "pixel", False),
     _m("guided-gradcam", "Guided Grad-CAM", "Guided backprop times Grad-CAM (Selvaraju et al. 2017).",
        "pixel", True),
+    _m("lime", "LIME", "Superpixels weighted by a linear surrogate fitted to random on/off samples "
+       "(Ribeiro et al. 2016).", "perturbation", False, slow=True),
+    _m("shap", "SHAP (partition)", "Owen values over a hierarchical split of the pixels (shap's "
+       "Partition explainer, Lundberg & Lee 2017).", "perturbation", False, slow=True),
+    _m("rise", "RISE", "Random smooth masks averaged, weighted by the model's score (Petsiuk et al. 2018).",
+       "perturbation", False, slow=True),
+    _m("expected-gradients", "Expected gradients", "Integrated gradients from baselines drawn from a "
+       "background set (Erion et al. 2021; GradientSHAP).", "pixel", False, slow=True),
 ])
 
 #: The gradient CAMs that share one forward + backward pass to the layer.
@@ -76,6 +84,25 @@ OPTIONS: dict[str, Option] = {
     "scorecam_top_k": Option(64, "Score-CAM: keep only the k channels with the largest mean "
                                  "activation (0 = all)."),
     "activations_top_k": Option(16, "Activations: how many channel maps to return."),
-    "batch_size": Option(16, "Images per batched model call (perturbation, SmoothGrad, IG)."),
-    "seed": Option(0, "Random seed (SmoothGrad noise, noise baselines)."),
+    "lime_samples": Option(1000, "LIME: random on/off samples (model evaluations)."),
+    "lime_segments": Option(50, "LIME: number of SLIC superpixels asked for."),
+    "lime_superpixels": Option("slic", "LIME: superpixel algorithm: slic, quickshift (LIME's own)."),
+    "lime_fill": Option("grey", "LIME: what hides a superpixel: grey, blur, mean (its own mean colour)."),
+    "lime_sign": Option("positive", "LIME: heatmap of the evidence: positive, negative, both (|weight|)."),
+    "lime_top_k": Option(5, "LIME: superpixels listed (and outlined) as top positive / negative."),
+    "lime_kernel_width": Option(0.25, "LIME: proximity kernel width (cosine distance)."),
+    "shap_evals": Option(1000, "SHAP: model evaluations (the partition tree is expanded best-first)."),
+    "shap_fill": Option("blur", "SHAP: what hides pixels: blur, grey, black, mean."),
+    "rise_masks": Option(1000, "RISE: random masks (model evaluations)."),
+    "rise_cells": Option(7, "RISE: mask grid cells per side before upsampling."),
+    "rise_p": Option(0.5, "RISE: probability that a grid cell is shown."),
+    "rise_fill": Option("grey", "RISE: what hides the masked parts: grey, black, mean, blur."),
+    "eg_samples": Option(128, "Expected gradients: samples (gradient evaluations)."),
+    "eg_background": Option("scenes", "Expected gradients: background set: scenes (generated), samples "
+                                      "(the gallery); from Python also a folder Path or an image array."),
+    "eg_noise": Option(0.0, "Expected gradients: noise std added to the image (fraction of the input "
+                            "range; GradientSHAP's local smoothing)."),
+    "batch_size": Option(16, "Images per batched model call (perturbation, black-box, SmoothGrad, IG)."),
+    "seed": Option(0, "Random seed (SmoothGrad noise, noise baselines, LIME/RISE/expected-gradients "
+                         "samples, SHAP tie-breaks)."),
 }

@@ -40,6 +40,9 @@ class Panel:
     warnings: list[str] = field(default_factory=list)
     filename: str = "camlens"
     revision: str = ""
+    #: Regions outlined over the image (LIME's top superpixels): {"path": SVG path in the input's
+    #: pixel coordinates, "color": CSS colour}.
+    outlines: list[dict] = field(default_factory=list)
 
 
 def coarse(values: np.ndarray, cells: int = HOVER_CELLS) -> np.ndarray:
@@ -90,6 +93,8 @@ def image_figure(panel: Panel) -> go.Figure:
         xaxis={"visible": False, "range": [0, w], "constrain": "domain"},
         yaxis={"visible": False, "range": [h, 0], "scaleanchor": "x", "constrain": "domain"},
         annotations=annotations,
+        shapes=[{"type": "path", "path": o["path"], "line": {"color": o["color"], "width": 2},
+                 "layer": "above"} for o in panel.outlines],
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
         dragmode="zoom", hovermode="closest", uirevision=panel.revision or panel.method,
         autosize=True,

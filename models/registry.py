@@ -25,6 +25,10 @@ BUNDLED_DIR = Path(__file__).resolve().parent
 BUNDLED = ("vehicles", "vehicles-shortcut")
 
 
+#: Passes traced when a model loads, so the first explanation is not slow.
+WARM_METHODS = ("gradcam", "gradients")
+
+
 class ModelUnavailable(ExplainError):
     """The model cannot be used now; the message says why and how to fix it."""
 
@@ -255,7 +259,8 @@ class Registry:
         self.loads += 1
         try:
             explainer = Explainer(*args)
-            explainer.warmup()
+            # The app's first view: predictions, the gradient CAMs and vanilla gradients.
+            explainer.warmup(methods=WARM_METHODS)
         except Exception as e:  # noqa: BLE001 - e.g. a layer the engine cannot trace
             reason = f"{name} cannot be explained: {files.first_line(e)}"
             self._failed[name] = (files.stamp(path), reason)
