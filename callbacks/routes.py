@@ -88,6 +88,7 @@ def _command(record: dict, methods: list[str]) -> str:
     parts += [f"--method {' '.join(methods)}", f"--target {record['target']}", f"--score {record['score']}"]
     if record["counterfactual"]:
         parts.append("--counterfactual")
+    parts += [f"--option {name}={value}" for name, value in sorted(record["options"].items())]
     return " ".join(parts)
 
 

@@ -1,6 +1,7 @@
 """Command line: explain one image with one model.
 
-    python -m explain IMAGE --model NAME_OR_FILE [--layer L] [--method M ...] [--target K] [--out DIR]
+    python -m explain IMAGE --model NAME_OR_FILE [--layer L] [--method M ...] [--target K]
+                            [--option NAME=VALUE ...] [--out DIR]
 
 Writes METHOD.png (overlay) and METHOD.npy (heatmap) per method and summary.json (predictions,
 layer, target, each method's time and warnings). Any bad input: one line on stderr, exit 2.
@@ -37,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--counterfactual", action="store_true", help="explain evidence against the target")
     p.add_argument("--colormap", default="jet", choices=("jet", "turbo", "viridis"))
     p.add_argument("--opacity", type=float, default=0.5)
+    p.add_argument("--option", dest="options", action="append", default=[], metavar="NAME=VALUE",
+                   help="a method option, repeatable, e.g. occlusion_patch=16 (see explain.OPTIONS)")
     p.add_argument("--out", default="explain-out", help="output folder (created)")
     return p
 
@@ -46,41 +49,33 @@ class ExplainInputError(Exception):
 
 
 def _load_image(path: str):
-    data = Path(path).read_bytes()
-    try:
-        from explain.image import load_image
-    except ImportError:   # explain.image not there yet: plain Pillow decode
-        return _pillow_image(data)
-    return load_image(data)
+    from explain.image import load_image
 
-
-def _pillow_image(data: bytes):
-    import io
-
-    import numpy as np
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from explain.errors import ImageError
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageError(f"cannot read the image: {e}") from None
+    return load_image(Path(path).read_bytes())
 
 
 def _explainer(spec: str):
-    """A registry name, or a .keras/.h5 file (identity layout, inputs scaled to [0, 1])."""
+    """A registry name, or a .keras/.h5 file read as the app reads a user model (its sidecar
+    JSON, safe mode, a Lambda refused)."""
+    from models import Registry
+
     path = Path(spec)
     if path.suffix.lower() in (".keras", ".h5") or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"no model file {spec}")
-        import keras
-
-        from explain import Explainer
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        return Explainer(model, preprocess=lambda x: x / 255.0)
-    from models import Registry   # only needed for registry names
+        return Registry(models_dir=path.resolve().parent).explainer(path.name)
     return Registry().explainer(spec)
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    """NAME=VALUE pairs; the engine checks names and converts numbers."""
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ExplainInputError(f"--option takes NAME=VALUE, not {pair!r}")
+        options[name.strip()] = value.strip()
+    return options
 
 
 def _import_tensorflow_quietly() -> None:
@@ -107,6 +102,7 @@ def run(argv=None) -> int:
     try:
         if not Path(args.image).is_file():
             raise ExplainInputError(f"no image file {args.image}")
+        args.options = _options(args.options)
         _import_tensorflow_quietly()
         return _run(args)
     except Exception as e:   # noqa: BLE001 - the CLI's contract: one line, non-zero exit
@@ -125,7 +121,7 @@ def _run(args) -> int:
     ex = _explainer(args.model)
     methods = args.methods or ["gradcam"]
     results = ex.explain(image, methods, layer=args.layer, target=args.target, score=args.score,
-                         counterfactual=args.counterfactual)
+                         counterfactual=args.counterfactual, **args.options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for m, r in results.items():
@@ -143,6 +139,7 @@ def _run(args) -> int:
         "target_label": ex.labels[first.target],
         "score": args.score,
         "counterfactual": args.counterfactual,
+        "options": args.options,
         "predictions": [vars(p) for p in ex.predict(image)],
         "methods": {m: {"seconds": round(r.seconds, 4), "layer": r.layer, "target": r.target,
                         "warnings": r.warnings, "png": f"{m}.png", "npy": f"{m}.npy"}

@@ -81,11 +81,13 @@ def test_an_overlay_figure_for_a_1024x768_upload_is_under_200_kb(deps, images, k
 
 def test_results_zip_holds_pictures_heatmaps_and_a_record(deps, images):
     stored = work.upload(deps.store, images["small"].read_bytes(), deps.limits)
-    ctx = work.Context(image=stored.key, model="tiny-gap.keras", layer="conv_b", target=2)
+    ctx = work.Context(image=stored.key, model="tiny-gap.keras", layer="conv_b", target=2,
+                       options={"activations_top_k": 4})
     work.compute(deps.store, deps.registry, ctx, ["gradcam", "activations"])
     token = deps.store.put_record({
         "image": stored.key, "name": "small.png", "model": "tiny-gap.keras", "layer": "conv_b", "target": 2,
-        "score": "logit", "counterfactual": False, "options": {}, "methods": ["gradcam", "activations"],
+        "score": "logit", "counterfactual": False, "options": {"activations_top_k": 4},
+        "methods": ["gradcam", "activations"],
         "display": {"cmap": "jet", "opacity": 0.5, "view": "overlay", "scale": "map"}})
     response = deps.app.server.test_client().get(f"/download/{token}.zip")
     assert response.status_code == 200 and response.mimetype == "application/zip"
@@ -100,6 +102,7 @@ def test_results_zip_holds_pictures_heatmaps_and_a_record(deps, images):
     assert record["layer"] == "conv_b" and record["target"] == {"index": 2, "label": "truck"}
     assert record["options"]["smoothgrad_samples"] == 25 and record["image"]["sha256"] == stored.key
     assert "--method gradcam activations" in record["reproduce"] and "--target 2" in record["reproduce"]
+    assert "--option activations_top_k=4" in record["reproduce"]
     assert deps.app.server.test_client().get("/download/nosuchtoken.zip").status_code == 404
 
 

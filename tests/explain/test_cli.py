@@ -52,6 +52,10 @@ def test_cli_writes_overlays_heatmaps_and_summary(files, tmp_path):
     (["{image}", "--model", "{model}", "--method", "magic"], "unknown method"),
     (["{image}", "--model", "{model}", "--layer", "head"], "no spatial output"),
     (["{image}", "--model", "{model}", "--target", "9"], "target"),
+    (["{image}", "--model", "{model}", "--option", "occlusion_patch"], "NAME=VALUE"),
+    (["{image}", "--model", "{model}", "--option", "colour=red"], "unknown option 'colour'"),
+    (["{image}", "--model", "{model}", "--method", "occlusion", "--option", "occlusion_patch=big"],
+     "must be a number"),
     (["{image}"], "--model"),
 ])
 def test_cli_bad_input_one_line_nonzero(files, tmp_path, capsys, args, expect):
@@ -70,6 +74,31 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_cli_method_options_reach_the_engine(files, tmp_path):
+    d, model, image = files
+    maps = {}
+    for patch in (4, 12):
+        out = tmp_path / f"p{patch}"
+        assert run([str(image), "--model", str(model), "--method", "occlusion",
+                    "--option", f"occlusion_patch={patch}", "--option", "occlusion_fill=black",
+                    "--out", str(out)]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["options"] == {"occlusion_patch": str(patch), "occlusion_fill": "black"}
+        maps[patch] = np.load(out / "occlusion.npy")
+    assert not np.allclose(maps[4], maps[12])
+
+
+def test_a_model_file_is_read_with_its_sidecar(files, tmp_path):
+    d, model, image = files
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "tiny.keras").write_bytes(model.read_bytes())
+    (folder / "tiny.keras.json").write_text(json.dumps({"labels": ["cat", "dog", "bus", "car"]}))
+    out = tmp_path / "o"
+    assert run([str(image), "--model", str(folder / "tiny.keras"), "--target", "2", "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["target_label"] == "bus"
 
 
 def test_python_dash_m_entry_point(files, tmp_path):
