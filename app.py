@@ -131,7 +131,8 @@ def versions() -> dict[str, str]:
 
 @functools.cache
 def background_manager(config: Config):
-    """Where long explanations run: Celery workers when Redis is configured, else a disk cache.
+    """Where long explanations run: Celery workers when Redis is configured, else threads of this
+    process with their bookkeeping in a disk cache (callbacks.jobs says why not forked processes).
     Cached per config, so the Celery worker (`app:celery_app`) and the web app share one."""
     if config.redis_url:
         from celery import Celery
@@ -140,7 +141,9 @@ def background_manager(config: Config):
         return dash.CeleryManager(celery)
     import diskcache
 
-    return dash.DiskcacheManager(diskcache.Cache(str(config.cache_dir / "jobs")))
+    from callbacks.jobs import ThreadJobManager
+
+    return ThreadJobManager(diskcache.Cache(str(config.cache_dir / "jobs")))
 
 
 def create_app(config: Config | None = None) -> dash.Dash:
@@ -150,6 +153,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
     config.cache_dir.mkdir(parents=True, exist_ok=True)
 
     vendor = bootstrap_dir()
+    manager = background_manager(config)
     app = dash.Dash(
         __name__,
         title="camlens",
@@ -158,7 +162,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
             "/vendor/bootstrap5/" + _theme_css(config.theme),
             "/vendor/bootstrap5/css/font/bootstrap-icons.min.css",
         ],
-        background_callback_manager=background_manager(config),
+        background_callback_manager=manager,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     server = app.server
@@ -176,7 +180,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
         return flask.jsonify(status="ok", versions=versions(),
                              models=[m.name for m in registry.list() if m.available])
 
-    callbacks.register(app, config, registry)
+    callbacks.register(app, config, registry, manager)
     log.info("camlens app created (theme %s, cache %s)", config.theme, config.cache_dir)
     return app
 

@@ -1,6 +1,6 @@
 """Wiring between the page and the backend: the only package that knows both Dash and `explain`.
 
-    register(app, config, registry)
+    register(app, config, registry, manager)
 
 builds the server-side store (uploads and heatmaps in bounded disk caches under
 `config.cache_dir`), makes the page a function of the registry (a model dropped into the models
@@ -117,17 +117,12 @@ def make_store(config) -> Store:
     return Store(Path(config.cache_dir) / "store")
 
 
-def register(app, config, registry=None) -> None:
-    """Attach every callback (and the app's extra routes) to `app`."""
+def register(app, config, registry, manager) -> None:
+    """Attach every callback (and the app's extra routes) to `app`; background jobs run on `manager`."""
     from callbacks import compare, inputs, results, routes, urlstate
-    from callbacks.jobs import job_manager
     from layouts.page import page
 
-    if registry is None:
-        from models import Registry
-
-        registry = Registry(config.models_dir, config.model_cache_size)
-    deps = Deps(app=app, config=config, registry=registry, store=make_store(config), manager=job_manager(app))
+    deps = Deps(app=app, config=config, registry=registry, store=make_store(config), manager=manager)
     app.layout = lambda: page(config, catalog(deps))
     inputs.register(deps)
     results.register(deps)

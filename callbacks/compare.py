@@ -1,6 +1,6 @@
 """Callbacks of the Compare view (layouts.compare): metrics for the current image, model and methods.
 
-    register(app, registry, store=None, manager=None)
+    register(deps)   # callbacks.Deps, as for the other callback modules
 
 "Compare methods" starts a Dash background callback (progress bar, cancel button) that takes the
 chosen methods' heatmaps from the shared result cache (computing the missing ones exactly as the

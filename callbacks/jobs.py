@@ -75,10 +75,3 @@ class ThreadJobManager(dash.DiskcacheManager):
         job = _current_job.get()
         return bool(job and self.handle.get(("cancel", job), False))
 
-
-def job_manager(app: dash.Dash):
-    """The manager background callbacks should use: the app's own unless it forks (Diskcache)."""
-    manager = app._background_manager  # noqa: SLF001 - set by dash.Dash(background_callback_manager=)
-    if isinstance(manager, dash.DiskcacheManager) and not isinstance(manager, ThreadJobManager):
-        return ThreadJobManager(manager.handle)
-    return manager

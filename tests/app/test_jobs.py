@@ -1,6 +1,5 @@
 """Background jobs: why they run on threads here (TensorFlow does not survive fork), and that the
 thread manager keeps Dash's contract (results, progress, running state, cancel) in diskcache."""
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -12,7 +11,8 @@ import dash
 import diskcache
 import pytest
 
-from callbacks.jobs import ThreadJobManager, job_manager
+from app import Config, background_manager
+from callbacks.jobs import ThreadJobManager
 
 _FORK_AFTER_TF = textwrap.dedent("""
     import multiprocessing
@@ -82,13 +82,10 @@ def test_cancel_is_cooperative_through_the_engine_callback(tmp_path, until):
     assert manager.cancelled() is False  # no job on this thread
 
 
-def test_the_app_swaps_a_forking_diskcache_manager_but_keeps_celery(tmp_path):
-    app = dash.Dash(__name__, background_callback_manager=dash.DiskcacheManager(diskcache.Cache(str(tmp_path))))
-    assert isinstance(job_manager(app), ThreadJobManager)
-    celery = pytest.importorskip("celery")
-    manager = dash.CeleryManager(celery.Celery("t", broker="memory://", backend="cache+memory://"))
-    assert job_manager(dash.Dash(__name__, background_callback_manager=manager)) is manager
-    assert multiprocessing.get_start_method() in ("fork", "spawn", "forkserver")
+def test_the_app_runs_jobs_on_threads_without_redis_and_on_celery_with_it(tmp_path):
+    assert isinstance(background_manager(Config(cache_dir=tmp_path)), ThreadJobManager)
+    celery = background_manager(Config(cache_dir=tmp_path, redis_url="redis://127.0.0.1:1/0"))
+    assert isinstance(celery, dash.CeleryManager) and not isinstance(celery, dash.DiskcacheManager)
 
 
 def test_the_celery_worker_entry_point_registers_the_background_callbacks(tmp_path):
