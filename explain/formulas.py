@@ -80,34 +80,34 @@ def eigencam(A):
     M = M - M.mean(axis=0)
     if not np.any(M):
         return np.zeros((h, w), np.float32)
-    proj = _first_component()(M).numpy().reshape(h, w)
+    proj = _first_component(M).reshape(h, w)
     if np.sum(proj * A.mean(axis=-1)) < 0:
         proj = -proj
     return proj.astype(np.float32)
 
 
-_FIRST_COMPONENT = []
+def _first_component(M):
+    """M v1, v1 the top right singular vector of M, from the smaller Gram matrix. Power iteration:
+    right after a TF call, NumPy's LAPACK fights TF's still-spinning threads for the cores (eigh
+    ~1.5 ms here), while a few dozen matrix-vector products take ~0.4 ms."""
+    if M.shape[0] <= M.shape[1]:   # hw <= K: u1 of M M^T; M v1 = M M^T u1 / |M^T u1|
+        mtu = M.T @ _top_eigenvector(M @ M.T)
+        return M @ mtu / max(np.linalg.norm(mtu), 1e-300)
+    return M @ _top_eigenvector(M.T @ M)
 
 
-def _first_component():
-    """Compiled M -> M v1 (v1: top right singular vector), via the eigenvectors of the smaller
-    Gram matrix. In TensorFlow on purpose: NumPy's LAPACK right after a TF call fights TF's
-    still-spinning threads for the cores and runs ~5x slower than TF's own eigh."""
-    if not _FIRST_COMPONENT:
-        import tensorflow as tf
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float64)], autograph=False)
-        def first(M):
-            def via_rows():   # hw <= K: u1 of M M^T; M v1 = M M^T u1 / |M^T u1|
-                u = tf.linalg.eigh(tf.matmul(M, M, transpose_b=True))[1][:, -1]
-                mtu = tf.linalg.matvec(M, u, transpose_a=True)
-                return tf.linalg.matvec(M, mtu) / tf.maximum(tf.norm(mtu), 1e-300)
-
-            def via_cols():   # K < hw: v1 of M^T M
-                return tf.linalg.matvec(M, tf.linalg.eigh(tf.matmul(M, M, transpose_a=True))[1][:, -1])
-            return tf.cond(tf.shape(M)[0] <= tf.shape(M)[1], via_rows, via_cols)
-        _FIRST_COMPONENT.append(first)
-    return _FIRST_COMPONENT[0]
+def _top_eigenvector(G, iters=300, tol=1e-10):
+    """Top eigenvector of a symmetric PSD matrix; eigh when power iteration does not converge
+    (top eigenvalues nearly tied)."""
+    v = G[:, np.argmax(np.diag(G))]   # the largest-variance column: never orthogonal to v1 in practice
+    v = v / np.linalg.norm(v)
+    for _ in range(iters):
+        u = G @ v
+        u /= np.linalg.norm(u)
+        if np.abs(u - v).max() < tol:
+            return u
+        v = u
+    return np.linalg.eigh(G)[1][:, -1]
 
 
 def softmax(x, axis=-1):

@@ -3,6 +3,7 @@
 import cv2
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from explain import Explainer
@@ -147,6 +148,29 @@ def test_eigencam_is_first_principal_component():
     m = F.eigencam(A)
     c = pattern - pattern.mean()
     np.testing.assert_allclose(m / np.abs(m).max(), c / np.abs(c).max(), atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(12, 12, 32), (3, 4, 64)])   # hw > K and hw <= K
+def test_eigencam_matches_the_svd_on_full_rank_activations(shape):
+    rng = np.random.default_rng(1)
+    A = rng.random(shape) * np.linspace(0.2, 3.0, shape[-1])
+    M = A.reshape(-1, shape[-1]) - A.reshape(-1, shape[-1]).mean(axis=0)
+    u, s, vt = np.linalg.svd(M, full_matrices=False)
+    expected = (M @ vt[0]).reshape(shape[:2])
+    expected = expected if np.sum(expected * A.mean(axis=-1)) >= 0 else -expected
+    np.testing.assert_allclose(F.eigencam(A), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_eigencam_with_nearly_tied_top_components_is_still_exact():
+    """sigma2 = 0.99999 sigma1: power iteration cannot separate them in its budget; the eigh
+    fallback still returns the first component."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(36, 6))
+    q, _ = np.linalg.qr(X - X.mean(axis=0))                     # orthonormal, zero-mean columns
+    r, _ = np.linalg.qr(rng.normal(size=(4, 4)))                # right singular vectors
+    M = (q[:, :4] * np.array([5.0, 4.99995, 1.0, 0.5])) @ r.T   # singular values, nearly tied top
+    m = F.eigencam(M.reshape(6, 6, 4) + 1.0).ravel()
+    np.testing.assert_allclose(np.abs(m), np.abs(5.0 * q[:, 0]), atol=1e-6)
 
 
 def test_scorecam_weights_are_softmax_of_masked_scores():
