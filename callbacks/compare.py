@@ -22,6 +22,7 @@ import numpy as np
 from dash import Input, Output, State
 from dash.exceptions import PreventUpdate
 
+from callbacks.jobs import cancel_check, job_arguments
 from explain import METHODS
 from explain.errors import Cancelled, ExplainError
 from explain.metrics import (DEFAULT_BASELINE, SANITY_THRESHOLD, deletion_insertion, energy_in_mask, mask_fraction,
@@ -159,7 +160,7 @@ def register(deps) -> None:
     from layouts import compare as view
 
     app, registry, store, manager = deps.app, deps.registry, deps.store, deps.manager
-    cancelled = getattr(manager, "cancelled", lambda: False)
+    cancelled = cancel_check(manager)
 
     @app.callback(
         Output("compare-result", "data"),
@@ -167,17 +168,7 @@ def register(deps) -> None:
         State("compare-baseline", "value"),
         State("compare-sanity-on", "value"),
         *CONTEXT,
-        background=True,
-        manager=manager,
-        progress=[Output("compare-progress", "value"), Output("compare-progress", "label")],
-        progress_default=[0, ""],
-        running=[
-            (Output("compare-run", "disabled"), True, False),
-            (Output("compare-cancel", "disabled"), False, True),
-            (Output("compare-progress", "className"), "mt-2", "mt-2 d-none"),
-        ],
-        cancel=[Input("compare-cancel", "n_clicks")],
-        interval=500,
+        **job_arguments(manager, run="compare-run", cancel="compare-cancel", progress="compare-progress"),
         prevent_initial_call=True,
     )
     def run_compare(set_progress, clicks, baseline, sanity_on, image, model, layer, target, score, cf,

@@ -23,6 +23,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import dash
+from dash import Input, Output
 
 log = logging.getLogger("camlens.jobs")
 
@@ -75,3 +76,25 @@ class ThreadJobManager(dash.DiskcacheManager):
         job = _current_job.get()
         return bool(job and self.handle.get(("cancel", job), False))
 
+
+def job_arguments(manager, run: str, cancel: str, progress: str) -> dict:
+    """Dash background-callback arguments for a job that button `run` starts, button `cancel`
+    stops and dbc.Progress `progress` shows (hidden while idle): the page's one job pattern."""
+    return dict(
+        background=True,
+        manager=manager,
+        progress=[Output(progress, "value"), Output(progress, "label")],
+        progress_default=[0, ""],
+        running=[
+            (Output(run, "disabled"), True, False),
+            (Output(cancel, "disabled"), False, True),
+            (Output(progress, "className"), "mt-2", "mt-2 d-none"),
+        ],
+        cancel=[Input(cancel, "n_clicks")],
+        interval=500,
+    )
+
+
+def cancel_check(manager):
+    """The `cancel` callback for the engine: ThreadJobManager's flag; Celery revokes its tasks itself."""
+    return getattr(manager, "cancelled", lambda: False)

@@ -17,6 +17,7 @@ from dash.exceptions import PreventUpdate
 
 from callbacks import render as draw
 from callbacks import work
+from callbacks.jobs import cancel_check, job_arguments
 from callbacks.inputs import alert, problem
 from explain import METHODS
 from explain.errors import Cancelled, ExplainError
@@ -64,7 +65,7 @@ def seconds_text(guess: work.Estimate) -> str:
 
 def register(deps) -> None:
     app, store, registry, manager = deps.app, deps.store, deps.registry, deps.manager
-    cancelled = getattr(manager, "cancelled", lambda: False)
+    cancelled = cancel_check(manager)
 
     @app.callback(
         Output("fast-done", "data"),
@@ -100,17 +101,7 @@ def register(deps) -> None:
         Input("run-slow", "n_clicks"),
         State("session", "data"),
         *CONTEXT,
-        background=True,
-        manager=manager,
-        progress=[Output("progress", "value"), Output("progress", "label")],
-        progress_default=[0, ""],
-        running=[
-            (Output("run-slow", "disabled"), True, False),
-            (Output("cancel", "disabled"), False, True),
-            (Output("progress", "className"), "mt-2", "mt-2 d-none"),
-        ],
-        cancel=[Input("cancel", "n_clicks")],
-        interval=500,
+        **job_arguments(manager, run="run-slow", cancel="cancel", progress="progress"),
         prevent_initial_call=True,
     )
     def run_slow(set_progress, clicks, session, image, model, layer, target, score, cf, methods, ids, values):
