@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import scipy.linalg
 
 _EPS = 1e-7
 
@@ -96,9 +97,10 @@ def _first_component(M):
     return M @ _top_eigenvector(M.T @ M)
 
 
-def _top_eigenvector(G, iters=300, tol=1e-10):
-    """Top eigenvector of a symmetric PSD matrix; eigh when power iteration does not converge
-    (top eigenvalues nearly tied)."""
+def _top_eigenvector(G, iters=64, tol=1e-10):
+    """Top eigenvector of a symmetric PSD matrix. Power iteration converges in ~10-30 steps on
+    typical activations; when the top eigenvalues are close (l2/l1 > ~0.7) it would need
+    hundreds, so after `iters` LAPACK computes just the top pair (~0.7 ms at 128 channels)."""
     v = G[:, np.argmax(np.diag(G))]   # the largest-variance column: never orthogonal to v1 in practice
     v = v / np.linalg.norm(v)
     for _ in range(iters):
@@ -107,7 +109,8 @@ def _top_eigenvector(G, iters=300, tol=1e-10):
         if np.abs(u - v).max() < tol:
             return u
         v = u
-    return np.linalg.eigh(G)[1][:, -1]
+    n = len(G)
+    return scipy.linalg.eigh(G, subset_by_index=[n - 1, n - 1])[1][:, 0]
 
 
 def softmax(x, axis=-1):
@@ -133,17 +136,21 @@ def attribution_map(attr):
     return np.abs(attr.sum(axis=-1)).astype(np.float32)
 
 
-def resize(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an (h, w) map to size=(H, W) (bilinear up, area down)."""
+def resize(m: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """Resize an (h, w) map to size=(H, W) (bilinear up, area down), into `out` when given."""
     H, W = size
+    m = m.astype(np.float32, copy=False)
     if m.shape == (H, W):
-        return m.astype(np.float32, copy=False)
+        if out is None:
+            return m
+        out[...] = m
+        return out
     shrink = H < m.shape[0] or W < m.shape[1]
-    return cv2.resize(m.astype(np.float32), (W, H),
-                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.resize(m, (W, H), dst=out, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def normalize(raw: np.ndarray, size: tuple[int, int], mode: str = "relu") -> tuple[np.ndarray, list[str]]:
+def normalize(raw: np.ndarray, size: tuple[int, int], mode: str = "relu",
+              out: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
     """Heatmap in [0, 1] at `size` from a raw map, plus the warnings a person needs.
 
     mode "relu": keep positive evidence (CAMs, occlusion), then divide by the max;
@@ -151,10 +158,14 @@ def normalize(raw: np.ndarray, size: tuple[int, int], mode: str = "relu") -> tup
     natural zero (Eigen-CAM, activations), stretched to [0, 1]. Never returns NaN.
     Scaling happens at the map's own resolution, before the (convex, bilinear/area) resize, so
     it costs nothing at large image sizes; the resized map's max can be a hair below 1.
+    `out`: a float32 (H, W) array to write into (the engine passes rows of one block).
     """
+    if out is None:
+        out = np.empty(size, np.float32)
     m = np.asarray(raw, np.float32)
     if not np.all(np.isfinite(m)):
-        return np.zeros(size, np.float32), ["the map has non-finite values (NaN/inf): shown as zero"]
+        out.fill(0)
+        return out, ["the map has non-finite values (NaN/inf): shown as zero"]
     if mode == "relu":
         m = np.maximum(m, 0)
     lo, hi = float(m.min()), float(m.max())
@@ -162,15 +173,17 @@ def normalize(raw: np.ndarray, size: tuple[int, int], mode: str = "relu") -> tup
     warnings = []
     if mode == "minmax":
         if scale == 0 or hi - lo <= 1e-12 * scale:
-            return np.zeros(size, np.float32), ["the map is constant: nothing to show"]
+            out.fill(0)
+            return out, ["the map is constant: nothing to show"]
         if hi - lo < 1e-3 * scale:
             warnings.append("near-constant map stretched to the full range: differences are tiny")
         m = (m - lo) * np.float32(1.0 / (hi - lo))
     else:
         if hi <= 0:
-            return np.zeros(size, np.float32), ["the map is all zero: no positive evidence for the target here"]
+            out.fill(0)
+            return out, ["the map is all zero: no positive evidence for the target here"]
         if hi - lo < 1e-3 * hi:
             warnings.append("near-constant map: it does not localise anything")
         m = m * np.float32(1.0 / hi)
-    out = resize(m, size)
-    return np.clip(out, 0.0, 1.0, out=out), warnings   # out is always a fresh array here
+    resize(m, size, out)
+    return np.clip(out, 0.0, 1.0, out=out), warnings
