@@ -115,7 +115,8 @@ class Explainer:
     # -- inputs ------------------------------------------------------------------------------------
     def pixels(self, image: np.ndarray) -> np.ndarray:
         """uint8 RGB image of any size -> float32 (H, W, 3) in 0..255 at the model's input size
-        (Gaussian-pyramid halving while both sides are 2x or more too large, then bilinear)."""
+        (Gaussian-pyramid halving while both sides are 2x or more too large, then bilinear, or an
+        area filter when one side is still 2x too large)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
             raise ImageError("the image must be a uint8 RGB array")
         if image.ndim == 2:
@@ -127,7 +128,9 @@ class Explainer:
         while image.shape[0] >= 2 * H and image.shape[1] >= 2 * W:
             image = cv2.pyrDown(image)   # anti-aliased halving: 1/4 the cost of an area filter
         if image.shape[:2] != (H, W):
-            image = cv2.resize(image, (W, H), interpolation=cv2.INTER_LINEAR)
+            # one side still 2x+ too large (a very wide or tall image): the area filter, any factor
+            skewed = image.shape[0] >= 2 * H or image.shape[1] >= 2 * W
+            image = cv2.resize(image, (W, H), interpolation=cv2.INTER_AREA if skewed else cv2.INTER_LINEAR)
         return image.astype(np.float32)
 
     def to_input(self, pixels: np.ndarray) -> np.ndarray:

@@ -33,6 +33,24 @@ def test_every_method_round_trips_a_non_square_image(gap_explainer, rng):
     assert act["maps"].shape == (8, 16, 16) and len(act["channels"]) == 8   # top_k 16 > 8 channels
 
 
+@pytest.mark.parametrize("shape", [(480, 640), (97, 1000), (2000, 90)])
+def test_shrinking_a_photo_does_not_alias(gap_explainer, rng, shape):
+    """Per-pixel black/white noise has no detail a 32x32 input can show: an anti-aliased shrink
+    averages it to flat grey (std ~5-10 here), point sampling keeps it (plain bilinear: std ~85),
+    also for very wide and very tall images."""
+    noise = np.repeat((rng.integers(0, 2, shape) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    pix = gap_explainer.pixels(noise)
+    assert pix.shape == (32, 32, 3)
+    assert abs(pix.mean() - 127.5) < 8 and pix.std() < 20, (pix.mean(), pix.std())
+
+
+def test_heatmaps_of_one_call_are_independent_arrays(gap_explainer, rng):
+    res = gap_explainer.explain(random_image(rng, 40, 30), ["gradcam", "hirescam"])
+    before = res["hirescam"].heatmap.copy()
+    res["gradcam"].heatmap[:] = 0.5
+    np.testing.assert_array_equal(res["hirescam"].heatmap, before)
+
+
 def test_predict_rows(gap_explainer, rng):
     preds = gap_explainer.predict(random_image(rng, 50, 40), top=3)
     assert len(preds) == 3
