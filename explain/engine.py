@@ -6,7 +6,7 @@ passes, each a ``tf.function`` traced once per (layer, pass kind, score mode) an
 - ``cam``: one forward + backward to the layer -> activations A, gradients G, outputs. All
   gradient CAMs requested together (and guided Grad-CAM's CAM part) share it.
 - ``tap``: forward only -> A, outputs (Activations, Eigen-CAM, CAM, Score-CAM when no gradient
-  CAM is requested).
+  CAM is requested). Both also return the layer's CAM head kernel (empty if it has none).
 - ``grad`` / ``guided``: forward + backward to the input (gradients, SmoothGrad, IG / guided
   backprop), batched.
 - ``blend``: batched masked forwards (explain.perturb) for Score-CAM, occlusion and the black-box
@@ -180,11 +180,18 @@ class Explainer:
             return tf.function(lambda x: outputs(x)[0], input_signature=[xs], autograph=False)
         if kind == "blend":
             return make_blend_forward(lambda x: outputs(x)[0], self._size, self._channels)
+        head = self._cam_dense(layer) if layer is not None else None
+
+        def cam_weights():
+            """The CAM head's Dense kernel (K, classes), read inside the pass (after it, a variable
+            read costs CAM ~0.3 ms); empty when `layer` does not feed a GAP + Dense head."""
+            return tf.cast(head.kernel, tf.float32) if head is not None else tf.zeros((0, 0))
+
         if kind == "tap":
             @tf.function(input_signature=[xs], autograph=False)
             def tap(x):
                 out, found = outputs(x, (layer,))
-                return found[layer], out
+                return found[layer], out, cam_weights()
             return tap
         if kind == "cam":
             @tf.function(input_signature=[xs, ts], autograph=False)
@@ -195,7 +202,7 @@ class Explainer:
                     t = resolve(out, target)
                     s = total_score(out, t)
                 A = found[layer]
-                return A, tape.gradient(s, A), out, t
+                return A, tape.gradient(s, A), out, t, cam_weights()
             return cam_pass
         if kind in ("grad", "guided"):
             @tf.function(input_signature=[xs, ts], autograph=False)
@@ -458,6 +465,7 @@ class _Run:
         self._progress, self._cancel = progress, cancel
         self._done, self._total = 0.0, 1
         self._cache: dict = {}
+        self._cam_weights: dict = {}   # layer -> its CAM head's kernel, from the pass that ran
         self._rng = None
         self.outputs = None   # the clean image's pre-activation outputs (classes,)
 
@@ -507,9 +515,10 @@ class _Run:
         key = ("cam", layer)
         if key not in self._cache:
             self.check()
-            A, G, out, t = self.ex._fn("cam", layer, self.score)(tf.constant(self.x), self.t())
+            A, G, out, t, W = self.ex._fn("cam", layer, self.score)(tf.constant(self.x), self.t())
             self._got(int(t), out.numpy()[0])
             self._cache[key] = (A.numpy()[0], G.numpy()[0])
+            self._cam_weights[layer] = W
             self.advance(1)
         return self._cache[key]
 
@@ -519,7 +528,8 @@ class _Run:
         key = ("tap", layer)
         if key not in self._cache:
             self.check()
-            A, out = self.ex._fn("tap", layer)(tf.constant(self.x))
+            A, out, W = self.ex._fn("tap", layer)(tf.constant(self.x))
+            self._cam_weights[layer] = W
             out = out.numpy()
             self._got(int(np.argmax(out[0])), out[0])
             self._cache[key] = A.numpy()[0]
@@ -573,7 +583,7 @@ class _Run:
     def m_cam(self):
         layer = self.cam_layer = self.ex.cam_layer(self.layer if self.layer_given else None)
         A = self.acts(layer)
-        w = self.ex._cam_dense(layer).kernel.numpy()[:, self.target].astype(np.float32)
+        w = self._cam_weights[layer].numpy()[:, self.target]
         return F.cam(A, -w if self.cf else w), "relu", {}
 
     def m_activations(self):
