@@ -51,7 +51,8 @@ class Prediction:
 @dataclass
 class MethodResult:
     method: str
-    heatmap: np.ndarray            # float32 (H, W) in [0, 1] at the input image's own size
+    heatmap: np.ndarray            # float32 (H, W) in [0, 1] at the input image's own size (a row of
+    #                                one block shared by the call's heatmaps)
     raw: np.ndarray                # float32 (h, w) unnormalised, signed, at its native resolution
     seconds: float
     target: int
