@@ -235,13 +235,13 @@ def main(argv=None) -> None:
         for size in args.image_sizes:
             width, height = ex.input_size[::-1] if size == "input" else \
                 (int(v) for v in size.lower().split("x"))
-            bench(name, ex, args.repeats, test_image(height, width), args.methods)
+            bench(name, ex, args.repeats, noise_image(height, width), args.methods)
         if args.scorecam_sweep:
-            image = test_image(*ex.input_size)
+            image = noise_image(*ex.input_size)
             scorecam_sweep(ex, sweep_images(ex, image) if which == "small" else [image])
 
 
-def test_image(height: int, width: int) -> np.ndarray:
+def noise_image(height: int, width: int) -> np.ndarray:
     """Deterministic mid-grey noise (no saturated pixels)."""
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     return np.ascontiguousarray(np.clip(image.astype(int) // 3 + 60, 0, 255).astype(np.uint8))
