@@ -18,6 +18,8 @@ cannot; every key is optional:
                                           #   "none"  0..255 as is (model rescales itself)
       "default_layer": "conv2d_1",        # layer for the CAM methods ("sub/layer" inside nested
                                           #   models); default: the last layer with a spatial map
+      "domain": "handwritten digits",     # in plain words, what inputs the model knows
+                                          #   ("photos", "scenes", ...); default: not said
       "description": "Markdown text",     # shown as the model card ...
       "card": "digits.md"                 # ... or a Markdown file beside the model
     }
@@ -91,6 +93,7 @@ class FileModel:
     preprocessing: str = "0-1"
     default_layer: str | None = None
     card: str | None = None
+    domain: str | None = None
     sidecar: dict = field(default_factory=dict)
 
     @property
@@ -146,7 +149,7 @@ def read_sidecar(path: Path) -> dict:
     if prep not in PREPROCESSING:
         raise FileProblem(f"{side.name}: \"preprocessing\" {prep!r} is not one of "
                           f"{', '.join(PREPROCESSING)}.")
-    for key in ("display_name", "default_layer", "description", "card"):
+    for key in ("display_name", "default_layer", "description", "card", "domain"):
         if key in data and not isinstance(data[key], str):
             raise FileProblem(f"{side.name}: \"{key}\" must be a string.")
     return data
@@ -280,7 +283,8 @@ def describe(path: Path, sidecar: dict) -> FileModel:
                      input_size=tuple(size) if size else None,
                      labels=sidecar.get("labels"),
                      preprocessing=sidecar.get("preprocessing", "0-1"),
-                     default_layer=sidecar.get("default_layer"), card=card, sidecar=sidecar)
+                     default_layer=sidecar.get("default_layer"), card=card,
+                     domain=sidecar.get("domain"), sidecar=sidecar)
 
 
 def inspect_file(path: Path) -> FileModel:

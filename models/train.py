@@ -163,6 +163,7 @@ def train(name: str, out_dir: Path = MODELS_DIR, *, verbose: int = 2, determinis
         "preprocessing": "0-1",
         "default_layer": DEFAULT_LAYER,
         "card": f"{name}.md",
+        "domain": "scenes",
         "training": {"config": asdict(cfg), "seed": SEED, "metrics": metrics,
                      "confound": CONFOUND if cfg.confounded else None},
     }

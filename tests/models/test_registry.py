@@ -23,16 +23,41 @@ def _accuracy(explainer, images, labels) -> float:
                           for im, y in zip(images, labels)]))
 
 
-def test_list_is_bundled_then_zoo_then_user_and_names_are_unique(keras_home, user_dir):
+def test_list_is_available_first_then_package_bundled_zoo_user(keras_home, user_dir):
     infos = Registry(models_dir=user_dir).list()
     assert all(isinstance(i, ModelInfo) for i in infos)
-    sources = [i.source for i in infos]
-    assert sources == sorted(sources, key=["bundled", "keras", "user"].index)
-    assert [i.name for i in infos[:2]] == ["vehicles", "vehicles-shortcut"]
+    available = [i.available for i in infos]
+    assert available == sorted(available, reverse=True) and True in available
+    kinds = ["package", "bundled", "keras", "user"]
+    for group in (True, False):
+        sources = [i.source for i in infos if i.available == group]
+        assert sources == sorted(sources, key=kinds.index)
+    assert [i.name for i in infos[:3]] == ["efficientnet-lite0", "vehicles", "vehicles-shortcut"]
     assert [i.name for i in infos if i.source == "keras"] == [z.name for z in ZOO]
+    assert {i.name for i in infos if i.source == "package"} == {
+        "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
     assert len({i.name for i in infos}) == len(infos)
     for info in infos:
         assert info.available == (info.reason is None)
+
+
+def test_domain_says_what_inputs_a_model_knows(keras_home, user_dir):
+    (user_dir / "digits.keras.json").write_text(json.dumps({"domain": "handwritten digits"}))
+    infos = {i.name: i for i in Registry(models_dir=user_dir).list()}
+    assert infos["vehicles"].domain == infos["vehicles-shortcut"].domain == "scenes"
+    assert infos["resnet50"].domain == infos["efficientnet-lite0"].domain == "photos"
+    assert infos["good.keras"].domain is None
+    assert infos["digits.keras"].domain == "handwritten digits"
+    (user_dir / "digits.keras.json").write_text(json.dumps({"domain": 3}))
+    reason = {i.name: i for i in Registry(models_dir=user_dir).list()}["digits.keras"].reason
+    assert "domain" in reason and "string" in reason
+
+
+def test_default_model_is_the_first_available(keras_home, monkeypatch):
+    reg = Registry()
+    assert reg.default_model() == "efficientnet-lite0"
+    monkeypatch.setattr(Registry, "list", lambda self: [])
+    assert reg.default_model() is None
 
 
 def test_zoo_without_cached_weights_names_the_file_and_the_folder(registry, keras_home):
@@ -68,6 +93,7 @@ def test_bundled_files_are_small_and_described_by_their_sidecars():
         assert (MODELS / f"{name}.keras").stat().st_size <= 5 * 2**20
         side = json.loads((MODELS / f"{name}.keras.json").read_text())
         assert side["labels"] == list(CLASSES) and side["preprocessing"] == "0-1"
+        assert side["domain"] == "scenes"
         assert (MODELS / side["card"]).is_file()
 
 
