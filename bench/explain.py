@@ -35,8 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from explain import METHODS, Explainer  # noqa: E402
-from explain.methods import GRADIENT_CAMS, OPTIONS  # noqa: E402
-from explain.perturb import OcclusionMasks  # noqa: E402
+from explain.methods import OPTIONS, blackbox  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +73,7 @@ class Floors:
     """Bare compiled passes built independently of the engine (keras.Model + GradientTape)."""
 
     def __init__(self, ex: Explainer, layer: str, batch: int):
-        self.ex, self.batch = ex, batch
+        self.ex, self.layer, self.batch = ex, layer, batch
         m = ex.model
         try:
             A = m.get_layer(layer).output if "/" not in layer else None
@@ -118,33 +117,21 @@ class Floors:
             fn(tf.constant(np.repeat(x, k, axis=0))).numpy()
 
     def for_method(self, m: str, x: np.ndarray, opts: dict, channels: int):
-        """A callable running the bare passes method `m` needs."""
-        one = tf.constant(x)
-        if m in GRADIENT_CAMS or m == "gradcam-all":
-            return lambda: self.fb_layer(one).numpy()
-        if m in ("cam", "eigencam", "activations"):
-            return lambda: self.fwd(one).numpy()
-        if m in ("gradients", "guided-backprop"):
-            return lambda: self.fb_input(one).numpy()
-        if m == "guided-gradcam":
-            return lambda: (self.fb_input(one).numpy(), self.fb_layer(one).numpy())
-        if m == "smoothgrad":
-            return lambda: self.batched(self.fb_input, x, opts["smoothgrad_samples"] + 1)
-        if m == "integrated-gradients":
-            return lambda: self.batched(self.fb_input, x, opts["ig_steps"] + 1)
-        if m == "scorecam":
-            k = min(channels, opts["scorecam_top_k"] or channels)
-            return lambda: (self.fwd(one).numpy(), self.batched(self.fwd, x, k))
-        if m == "occlusion":
-            size = self.ex.input_size
-            patch = opts["occlusion_patch"] or max(1, round(min(size) / 7))
-            n = len(OcclusionMasks(size, patch, opts["occlusion_stride"] or max(1, patch // 2)))
-            return lambda: (self.fwd(one).numpy(), self.batched(self.fwd, x, n))
-        raise ValueError(m)
+        """A callable running the bare passes method `m` declares (explain.spec.Method): its shared
+        passes, then its own evaluations batched through the pass kind it traces."""
+        method, one = METHODS[m], tf.constant(x)
+        single = {"cam": self.fb_layer, "grad": self.fb_input, "guided": self.fb_input, "forward": self.fwd,
+                  "acts": None if "cam" in method.passes else self.fwd}
+        steps = [fn for p in method.passes if (fn := single[p]) is not None]
+        n = method.units(self.ex, opts, self.layer) if method.units else 0
+        batched = self.fb_input if "grad" in method.traces else self.fwd
+        return lambda: ([fn(one).numpy() for fn in steps], n and self.batched(batched, x, n))
 
 
 #: Model-agnostic methods: measured against batched forward throughput by bench/blackbox.py.
-BLACK_BOX = ("lime", "shap", "rise", "expected-gradients")
+BLACK_BOX = tuple(m.id for m in blackbox.METHODS)
+#: The CAMs computed from the layer's forward + backward pass alone: one call shares it.
+LAYER_PASS_CAMS = [m.id for m in METHODS.values() if m.passes == ("cam",)]
 
 
 def _timed(fn) -> float:
@@ -160,12 +147,12 @@ def bench(name: str, ex: Explainer, repeats: int, image: np.ndarray, only=None) 
     x = ex.prepare(image)
     channels = int(ex.graph.layers[layer].shape[-1])
     rows = []
-    cases = [(m, [m]) for m in METHODS if m not in BLACK_BOX] + [("gradcam-all", list(GRADIENT_CAMS))]
+    cases = [(m, [m]) for m in METHODS if m not in BLACK_BOX] + [("gradcam-all", LAYER_PASS_CAMS)]
     cases = [c for c in cases if not only or c[0] in only]
     print(f"\n## {name}: input {ex.input_size}, layer {layer} ({channels} channels), "
           f"image {image.shape[1]}x{image.shape[0]}, {repeats} runs (slow methods: {max(3, repeats // 3)})")
     for label, methods in cases:
-        floor = floors.for_method(label, x, opts, channels)
+        floor = floors.for_method(methods[0], x, opts, channels)
         run = lambda: ex.explain(image, methods)   # noqa: E731
         run(), floor()   # warm: trace and allocate
         reps = max(3, repeats // 3) if any(METHODS[m].slow for m in methods) else repeats

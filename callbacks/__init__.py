@@ -10,30 +10,18 @@ routes of `routes` (ZIP download, counters).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from callbacks.store import Store
+from callbacks.store import Store, content_key
 
 log = logging.getLogger("camlens.callbacks")
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-#: Choices of the string-valued method options (the engine documents them in OPTIONS' help).
-OPTION_CHOICES = {"ig_baseline": ["black", "grey", "mean", "blur", "noise"],
-                  "occlusion_fill": ["grey", "black", "mean", "blur"],
-                  "lime_superpixels": ["slic", "quickshift"], "lime_fill": ["grey", "blur", "mean"],
-                  "lime_sign": ["positive", "negative", "both"], "shap_fill": ["blur", "grey", "black", "mean"],
-                  "rise_fill": ["grey", "black", "mean", "blur"], "eg_background": ["scenes", "samples"]}
-#: Options shown in the page, in this order (batch_size and seed are for scripts).
-SHOWN_OPTIONS = ("smoothgrad_samples", "smoothgrad_noise", "ig_steps", "ig_baseline", "occlusion_patch",
-                 "occlusion_stride", "occlusion_fill", "scorecam_top_k", "activations_top_k",
-                 "lime_samples", "lime_segments", "lime_superpixels", "lime_fill", "lime_sign", "shap_evals",
-                 "shap_fill", "rise_masks", "rise_cells", "rise_fill", "eg_samples", "eg_background", "eg_noise")
-
-
 @dataclass
 class Deps:
     """What every callback module needs."""
@@ -84,20 +72,34 @@ def sample_path(name: str) -> Path | None:
     return None
 
 
+@functools.cache
+def scene_keys() -> frozenset[str]:
+    """Content keys of the gallery's generated scenes: an image with one of these is a scene, any
+    other upload is treated as a photo (what the domain note compares with a model's domain)."""
+    return frozenset(content_key(sample_path(s["name"]).read_bytes()) for s in samples())
+
+
+def photo_model(registry) -> str | None:
+    """The first usable model that knows photos (the domain note's one-click switch)."""
+    return next((m.name for m in registry.list() if m.available and m.domain == "photos"), None)
+
+
 def catalog(deps: Deps):
     from explain import METHODS, OPTIONS
+    from explain.methods import DEFAULT_METHODS
     from explain.render import COLORMAPS
     from layouts.page import Catalog
 
     models = [{"name": m.name, "label": m.display_name, "available": m.available, "reason": m.reason,
                "title": f"{m.display_name} ({m.source})"} for m in deps.registry.list()]
-    default = next((m["name"] for m in models if m["available"]), None)
-    options = [{"name": name, "label": name.replace("_", " "), "default": OPTIONS[name].default,
-                "description": OPTIONS[name].description, "choices": OPTION_CHOICES.get(name)}
-               for name in SHOWN_OPTIONS if name in OPTIONS]
+    default = deps.registry.default_model()
+    options = [{"name": o.name, "label": o.name.replace("_", " "), "default": o.default,
+                "description": o.description, "choices": list(o.choices) or None}
+               for o in OPTIONS.values() if o.shown]
     return Catalog(
-        methods=[{"id": m.id, "name": m.name, "description": m.description, "family": m.family,
-                  "slow": m.slow} for m in METHODS.values()],
+        methods=[{"id": m.id, "name": m.name, "description": m.plain, "paper": m.paper,
+                  "family": m.family, "slow": m.slow} for m in METHODS.values()],
+        default_methods=DEFAULT_METHODS,
         models=models,
         samples=samples(deps.app),
         colormaps=list(COLORMAPS),

@@ -9,7 +9,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, Patch, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 
-from callbacks import sample_path, work
+from callbacks import photo_model, sample_path, scene_keys, work
 from callbacks.render import jpeg_uri
 from explain.errors import ExplainError
 from layouts.figures import original_view, prediction_figure
@@ -122,6 +122,43 @@ def register(deps) -> None:
             alerts = alert(f"Layer {wanted!r} is not a spatial layer of {info.display_name}; "
                            f"using {default!r}.", color="warning")
         return options, value, about, info.display_name, card, targets, alerts
+
+    @app.callback(
+        Output("domain-alert", "is_open"),
+        Output("domain-text", "children"),
+        Output("domain-switch", "children"),
+        Output("domain-switch", "className"),
+        Input("image", "data"),
+        Input("model", "value"),
+    )
+    def on_domain(image, model):
+        """Say so, in plain words, when a model that only knows generated scenes sees a photo."""
+        hidden = False, "", "", "d-none"
+        if not image or not model or image.get("key") in scene_keys():
+            return hidden
+        try:
+            info = registry.info(model)
+        except Exception:  # noqa: BLE001 - the model callback reports unknown models
+            return hidden
+        if info.domain != "scenes":
+            return hidden
+        switch = photo_model(registry)
+        text = (f"{info.display_name} has only seen simple drawn street scenes, never photos: on a "
+                "photo its answers and maps mean little.")
+        if switch is None:
+            return True, text, "", "d-none"
+        return True, text, f"Use {registry.info(switch).display_name}", "ms-2"
+
+    @app.callback(
+        Output("model", "value", allow_duplicate=True),
+        Input("domain-switch", "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def on_domain_switch(clicks):
+        switch = photo_model(registry)
+        if not clicks or switch is None:
+            raise PreventUpdate
+        return switch
 
     @app.callback(
         Output("model-card-modal", "is_open"),

@@ -13,14 +13,13 @@ import cv2
 import numpy as np
 
 from callbacks.store import StoredImage
-from explain import METHODS, lime
+from callbacks.outlines import outlines
+from explain import METHODS
 from explain.render import colorize, encode_image, overlay
 from layouts.figures import Panel, coarse
 
 #: Bytes of JPEG per figure we aim under (base64 adds a third): keeps each figure's JSON < 200 KB.
 JPEG_BUDGET = 120_000
-#: Maps that are stretched min..max by the engine (no natural zero): never put on a shared scale.
-_NO_SHARED_SCALE = ("activations", "eigencam")
 
 
 def jpeg_uri(image: np.ndarray, budget: int = JPEG_BUDGET) -> str:
@@ -42,14 +41,15 @@ def peak(entry: dict) -> float:
 
 
 def shared_factors(entries: dict[str, dict]) -> dict[str, float]:
-    """Per method, its peak over the largest peak of its family (same units within a family:
-    activation x gradient for the CAMs, score per pixel for the pixel maps). 1 = per-map scale."""
-    peaks = {m: peak(e) for m, e in entries.items() if "error" not in e and m not in _NO_SHARED_SCALE}
+    """Per method, its peak over the largest peak of its scale group (declared: maps of one group
+    share units, e.g. activation x gradient for the CAMs). Maps of no group keep their own scale."""
+    peaks = {m: peak(e) for m, e in entries.items() if "error" not in e and METHODS[m].scale_group}
     top: dict[str, float] = {}
     for m, p in peaks.items():
-        family = METHODS[m].family
-        top[family] = max(top.get(family, 0.0), p)
-    return {m: (p / top[METHODS[m].family] if top[METHODS[m].family] > 0 else 1.0) for m, p in peaks.items()}
+        group = METHODS[m].scale_group
+        top[group] = max(top.get(group, 0.0), p)
+    return {m: (p / top[METHODS[m].scale_group] if top[METHODS[m].scale_group] > 0 else 1.0)
+            for m, p in peaks.items()}
 
 
 def display_heatmap(entry: dict, size: tuple[int, int], factor: float = 1.0) -> np.ndarray:
@@ -68,7 +68,7 @@ def subtitle(entry: dict, label: str | None) -> str:
     """How long it took, and for which class (class-agnostic maps have none)."""
     seconds = entry.get("seconds", 0.0)
     when = "< 1 ms (shared pass)" if seconds < 5e-4 else f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
-    target = f" · {label}" if label and entry["method"] not in ("activations", "eigencam") else ""
+    target = f" · {label}" if label and METHODS[entry["method"]].needs_target else ""
     return when + target
 
 
@@ -77,7 +77,7 @@ def panel(stored: StoredImage, entry: dict, display: dict, labels: list[str], fa
     method = entry["method"]
     name = METHODS[method].name
     label = labels[entry["target"]] if 0 <= entry.get("target", -1) < len(labels) else None
-    if method == "activations" and entry.get("extra", {}).get("maps") is not None:
+    if entry.get("extra", {}).get("maps") is not None:   # a grid of channel maps (activations)
         return activation_panel(entry, display, name, revision)
     base = stored.display
     h, w = base.shape[:2]
@@ -90,7 +90,7 @@ def panel(stored: StoredImage, entry: dict, display: dict, labels: list[str], fa
     return Panel(method=method, title=name, subtitle=subtitle(entry, label), image_uri=jpeg_uri(shown),
                  width=width, height=height, shown_width=w, shown_height=h, hover=coarse(heatmap),
                  colormap=display["cmap"], warnings=warnings, filename=f"camlens-{method}", revision=revision,
-                 outlines=lime.outlines(entry.get("extra", {}), (width, height)) if method == "lime" else [])
+                 outlines=outlines(entry.get("extra", {}), (width, height)))
 
 
 def mosaic(maps: np.ndarray, tile: int, gap: int = 2) -> tuple[np.ndarray, int, int]:
@@ -130,16 +130,16 @@ def activation_panel(entry: dict, display: dict, name: str, revision: str) -> Pa
         for y in range(r * per, (r + 1) * per):
             for x in range(c * per, (c + 1) * per):
                 text[y][x] = f"channel {channels[i]}"
-    return Panel(method="activations", title=name, subtitle=f"{k} strongest channels · {entry['layer']}",
+    return Panel(method=entry["method"], title=name, subtitle=f"{k} strongest channels · {entry['layer']}",
                  image_uri=jpeg_uri(picture_), width=width, height=height, shown_width=width,
                  shown_height=height, hover=hover, hover_text=text, hover_label="activation",
                  colormap=display["cmap"], warnings=list(entry.get("warnings", [])),
-                 filename="camlens-activations", revision=revision)
+                 filename=f"camlens-{entry['method']}", revision=revision)
 
 
 def full_picture(stored: StoredImage, entry: dict, display: dict, factor: float = 1.0) -> np.ndarray:
     """Full-resolution picture of one result for the ZIP (activations: the feature-map grid)."""
-    if entry["method"] == "activations" and entry.get("extra", {}).get("maps") is not None:
+    if entry.get("extra", {}).get("maps") is not None:
         grid, _, _ = mosaic(np.asarray(entry["extra"]["maps"], np.float32), 128)
         out = colorize(np.nan_to_num(grid, nan=0.0), display["cmap"])
         out[np.isnan(grid)] = 255

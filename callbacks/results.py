@@ -20,6 +20,7 @@ from callbacks import work
 from callbacks.jobs import cancel_check, job_arguments
 from callbacks.inputs import alert, problem
 from explain import METHODS
+from explain.methods import DEFAULT_METHODS
 from explain.errors import Cancelled, ExplainError
 from layouts.figures import message_card, result_card
 from layouts.page import empty_state
@@ -166,7 +167,7 @@ def register(deps) -> None:
         entries = work.cached(store, context, chosen)
         good = {m: e for m, e in entries.items() if "error" not in e}
         factors = draw.shared_factors(good) if display["scale"] == "shared" else {}
-        revision = context.key("gradcam")
+        revision = context.key(DEFAULT_METHODS[0])   # any key of this context: new context, new revision
         cards = []
         for m in chosen:
             info = METHODS[m]
@@ -179,7 +180,7 @@ def register(deps) -> None:
                 cards.append(message_card(m, info.name, entry["error"]))
             else:
                 panel = draw.panel(stored, entry, display, labels, factors.get(m, 1.0), revision)
-                cards.append(result_card(panel, info.description))
+                cards.append(result_card(panel, f"{info.plain} ({info.paper})"))
         if not cards:
             cards = [message_card("none", "No method chosen", "Tick one or more methods in the controls.",
                                   color="light", icon="info-circle")]

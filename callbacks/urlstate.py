@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlencode
 from dash import Input, Output, State, no_update
 
 from explain import METHODS
+from explain.methods import DEFAULT_METHODS
 from layouts.page import DEFAULTS
 
 #: URL key -> (component id, property)
@@ -62,7 +63,7 @@ def build(values: dict) -> str:
     for key in ("model", "layer"):
         if values.get(key):
             query[key] = values[key]
-    if values.get("methods") is not None and list(values["methods"]) != DEFAULTS["methods"]:
+    if values.get("methods") is not None and list(values["methods"]) != list(DEFAULT_METHODS):
         query["methods"] = ",".join(m for m in METHODS if m in values["methods"])
     for key in ("cmap", "opacity", "view", "scale", "score"):
         if values.get(key) is not None and values[key] != DEFAULTS[key]:

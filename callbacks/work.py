@@ -13,40 +13,11 @@ import numpy as np
 
 from callbacks.store import Store, content_key, digest
 from explain import METHODS, OPTIONS
+from explain.methods import option_owners
 from explain.errors import Cancelled, ExplainError, LayerError
 from explain.image import ImageLimits, load_image
 
 log = logging.getLogger("camlens.work")
-
-#: Methods without a target (their maps do not depend on the class, score or counterfactual).
-CLASS_AGNOSTIC = ("activations", "eigencam")
-#: Methods the counterfactual option changes (negated gradients / weights of the CAM family).
-COUNTERFACTUAL = ("cam", "gradcam", "gradcam-guided", "gradcam++", "xgradcam", "layercam", "hirescam",
-                  "guided-gradcam")
-#: Which method each option belongs to (by name prefix); "seed" drives every sampling method.
-_OPTION_PREFIX = {"smoothgrad_": "smoothgrad", "ig_": "integrated-gradients", "occlusion_": "occlusion",
-                  "scorecam_": "scorecam", "activations_": "activations", "lime_": "lime", "shap_": "shap",
-                  "rise_": "rise", "eg_": "expected-gradients"}
-#: Options that change no result but these methods' (SHAP's partition order follows the batch).
-_MOSTLY_NEUTRAL = {"batch_size": ("shap",)}
-#: Upper bounds on what a visitor may ask for: SmoothGrad and IG hold every sample's gradient (and
-#: SmoothGrad all its noise) in memory at once, so an unbounded count could exhaust the server's RAM.
-OPTION_LIMITS = {"smoothgrad_samples": 200, "ig_steps": 256, "scorecam_top_k": 2048, "activations_top_k": 64,
-                 "occlusion_patch": 512, "occlusion_stride": 512, "batch_size": 64,
-                 "lime_samples": 10000, "lime_segments": 500, "lime_top_k": 50, "shap_evals": 20000,
-                 "rise_masks": 20000, "rise_cells": 64, "eg_samples": 2000}
-
-
-def option_owners(name: str) -> tuple[str, ...]:
-    if name in _MOSTLY_NEUTRAL:
-        return _MOSTLY_NEUTRAL[name]
-    if name == "seed":
-        return ("smoothgrad", "integrated-gradients", "lime", "shap", "rise", "expected-gradients")
-    for prefix, method in _OPTION_PREFIX.items():
-        if name.startswith(prefix):
-            return (method,)
-    return tuple(METHODS)  # an option we do not know: assume it changes everything
-
 
 @dataclass(frozen=True)
 class Context:
@@ -59,16 +30,18 @@ class Context:
     score: str = "logit"
     counterfactual: bool = False
     options: dict = field(default_factory=dict)
+    contrast: int | None = None
 
     def key(self, method: str) -> str:
+        """The cache key of `method`'s map: only what its declaration says changes it."""
         info = METHODS[method]
-        parts = {"v": 1, "image": self.image, "model": self.model, "method": method,
+        parts = {"v": 2, "image": self.image, "model": self.model, "method": method,
                  "options": {k: v for k, v in sorted(self.options.items()) if method in option_owners(k)}}
         if info.needs_layer:
             parts["layer"] = self.layer
-        if method not in CLASS_AGNOSTIC:
-            parts.update(target=self.target, score=self.score)
-        if method in COUNTERFACTUAL:
+        if info.needs_target:
+            parts.update(target=self.target, score=self.score, contrast=self.contrast)
+        if info.counterfactual:
             parts["cf"] = bool(self.counterfactual)
         return "res:" + digest(parts)
 
@@ -79,26 +52,9 @@ def clean_options(values: dict) -> dict:
     for name, value in (values or {}).items():
         if name not in OPTIONS or value in (None, ""):
             continue
-        default = OPTIONS[name].default
-        if isinstance(default, str):
-            out[name] = str(value)
-        else:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ExplainError(f"option {name} must be a number, not {value!r}") from None
-            if isinstance(default, float):
-                out[name] = number
-            elif number == int(number):
-                out[name] = int(number)
-            else:
-                raise ExplainError(f"option {name} must be a whole number, not {value!r}")
-            if out[name] < 0:
-                raise ExplainError(f"option {name} must not be negative")
-            if name in OPTION_LIMITS and out[name] > OPTION_LIMITS[name]:
-                raise ExplainError(f"option {name} can be at most {OPTION_LIMITS[name]} here")
-        if out[name] == default:
-            del out[name]  # defaults never split the cache
+        parsed = OPTIONS[name].parse(value if OPTIONS[name].kind is not str else str(value), page=True)
+        if parsed != OPTIONS[name].default:
+            out[name] = parsed  # defaults never split the cache
     return out
 
 
@@ -189,7 +145,8 @@ def compute(store: Store, registry, ctx: Context, methods, *, progress=None, can
     start = time.perf_counter()
     try:
         results = explainer.explain(stored.image, todo, layer, ctx.target, score=ctx.score,
-                                    counterfactual=ctx.counterfactual, progress=progress, cancel=cancel,
+                                    counterfactual=ctx.counterfactual, contrast=ctx.contrast,
+                                    progress=progress, cancel=cancel,
                                     **ctx.options)
     except (Cancelled, LayerError):
         raise
@@ -207,7 +164,7 @@ def compute(store: Store, registry, ctx: Context, methods, *, progress=None, can
         entry = {
             "method": m, "heatmap": result.heatmap.astype(np.float32), "raw": result.raw,
             "seconds": float(result.seconds), "target": int(result.target), "layer": result.layer,
-            "warnings": list(result.warnings), "extra": result.extra,
+            "warnings": list(result.warnings), "extra": result.extra, "signed": result.signed,
         }
         store.put(ctx.key(m), entry)
         entries[m] = entry

@@ -9,9 +9,10 @@ TensorFlow is imported lazily (on first use of Explainer/MethodResult/Prediction
 `explain.errors`, `explain.methods` and `explain.render` stay light for the web side.
 """
 
-from explain.methods import METHODS, OPTIONS, MethodInfo
+from explain.methods import METHODS, OPTIONS
+from explain.spec import Method, Option, Score
 
-__all__ = ["Explainer", "MethodResult", "Prediction", "METHODS", "OPTIONS", "MethodInfo"]
+__all__ = ["Explainer", "MethodResult", "Prediction", "METHODS", "OPTIONS", "Method", "Option", "Score"]
 
 _ENGINE = ("Explainer", "MethodResult", "Prediction")
 

@@ -1,7 +1,7 @@
-"""Command line: explain one image with one model.
+"""Command line: explain one image with one model (`python -m explain`, see models.cli).
 
-    python -m explain IMAGE --model NAME_OR_FILE [--layer L] [--method M ...] [--target K]
-                            [--option NAME=VALUE ...] [--out DIR]
+    python -m explain IMAGE [--model NAME_OR_FILE] [--layer L] [--method M ...] [--target K]
+                            [--contrast K] [--option NAME=VALUE ...] [--out DIR]
 
 Writes METHOD.png (overlay) and METHOD.npy (heatmap) per method and summary.json (predictions,
 layer, target, each method's time and warnings). Any bad input: one line on stderr, exit 2.
@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TF start-up chatter is noise here
 
@@ -24,16 +25,21 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from explain.methods import METHODS
+def _parser(default_model: str | None) -> argparse.ArgumentParser:
+    from explain.methods import DEFAULT_METHODS, METHODS
     p = _Parser(prog="python -m explain", description="Explain a Keras image classifier's "
-                                "prediction for one image.")
+                                "prediction for one image.", formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="methods:\n" + "\n".join(f"  {m.id:22} {m.plain}" for m in METHODS.values()))
     p.add_argument("image", help="image file (PNG, JPEG, ...)")
-    p.add_argument("--model", required=True, help="registry name or a .keras/.h5 file")
+    p.add_argument("--model", default=default_model, required=default_model is None,
+                   help=f"registry name (your own models by name too) or a .keras/.h5 file "
+                        f"(default: {default_model})")
     p.add_argument("--layer", help="layer path for CAM methods, e.g. resnet50v2/conv5_block3_out")
     p.add_argument("--method", dest="methods", action="extend", nargs="+", metavar="M",
-                   help=f"one or more of: {', '.join(METHODS)} (default: gradcam)")
+                   help=f"one or more of the methods below (default: {' '.join(DEFAULT_METHODS)})")
     p.add_argument("--target", type=int, help="class index to explain (default: the top-1 class)")
+    p.add_argument("--contrast", type=int, help="explain why the target rather than this class "
+                   "(score = S_target - S_contrast)")
     p.add_argument("--score", choices=("logit", "probability"), default="logit")
     p.add_argument("--counterfactual", action="store_true", help="explain evidence against the target")
     p.add_argument("--colormap", default="jet", choices=("jet", "turbo", "viridis"))
@@ -52,19 +58,6 @@ def _load_image(path: str):
     from explain.image import load_image
 
     return load_image(Path(path).read_bytes())
-
-
-def _explainer(spec: str):
-    """A registry name, or a .keras/.h5 file read as the app reads a user model (its sidecar
-    JSON, safe mode, a Lambda refused)."""
-    from models import Registry
-
-    path = Path(spec)
-    if path.suffix.lower() in (".keras", ".h5") or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"no model file {spec}")
-        return Registry(models_dir=path.resolve().parent).explainer(path.name)
-    return Registry().explainer(spec)
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -97,14 +90,16 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def run(argv=None) -> int:
-    args = _parser().parse_args(argv)
+def run(argv, explainer_for: Callable[[str], object], default_model: str | None = None) -> int:
+    """The CLI with `explainer_for(name_or_file)` giving the explainer (models.cli passes the
+    registry's); returns the exit status."""
+    args = _parser(default_model).parse_args(argv)
     try:
         if not Path(args.image).is_file():
             raise ExplainInputError(f"no image file {args.image}")
         args.options = _options(args.options)
         _import_tensorflow_quietly()
-        return _run(args)
+        return _run(args, explainer_for)
     except Exception as e:   # noqa: BLE001 - the CLI's contract: one line, non-zero exit
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         msg = " ".join(str(msg).split()) or type(e).__name__
@@ -112,16 +107,17 @@ def run(argv=None) -> int:
         return 2
 
 
-def _run(args) -> int:
+def _run(args, explainer_for) -> int:
     import numpy as np
 
     from explain import render
+    from explain.methods import DEFAULT_METHODS
 
     image = _load_image(args.image)
-    ex = _explainer(args.model)
-    methods = args.methods or ["gradcam"]
+    ex = explainer_for(args.model)
+    methods = args.methods or list(DEFAULT_METHODS)
     results = ex.explain(image, methods, layer=args.layer, target=args.target, score=args.score,
-                         counterfactual=args.counterfactual, **args.options)
+                         counterfactual=args.counterfactual, contrast=args.contrast, **args.options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for m, r in results.items():
@@ -139,6 +135,7 @@ def _run(args) -> int:
         "target_label": ex.labels[first.target],
         "score": args.score,
         "counterfactual": args.counterfactual,
+        "contrast": args.contrast,
         "options": args.options,
         "predictions": [vars(p) for p in ex.predict(image)],
         "methods": {m: {"seconds": round(r.seconds, 4), "layer": r.layer, "target": r.target,
@@ -148,7 +145,3 @@ def _run(args) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(results)} method(s) -> {out}/ (target {first.target}: {ex.labels[first.target]})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run())

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TextIO
+from typing import Callable, Iterator, Protocol, Sequence, TextIO
 
 import numpy as np
 
@@ -58,20 +58,6 @@ class Sample:
 
 
 # -- image sources ------------------------------------------------------------------------------
-
-def scene_samples(n: int, size: tuple[int, int], labels: Sequence[str], scenes: str = "standard",
-                  seed: int = SCENE_SEED) -> Iterator[Sample]:
-    """n fresh scenes: "standard" draws backgrounds at random (as `vehicles` was trained),
-    "deconfounded" puts every vehicle on a background other than the one `vehicles-shortcut`
-    learnt for its class."""
-    from models.scenes import make_scene
-
-    kw = {"confounded": False} if scenes == "deconfounded" else {}
-    for i in range(n):
-        s = make_scene(seed + i, size, **kw)
-        label = labels.index(s.class_name) if s.class_name in labels else None
-        yield Sample(f"scene-{seed + i}-{s.class_name}-{s.background}", s.image, s.mask, label)
-
 
 def folder_images(folder: Path) -> list[Path]:
     """Picture files directly in `folder` (masks excluded), sorted by name."""
@@ -306,25 +292,22 @@ def _check_args(args) -> None:
         raise UsageError(f"--out: {args.out} exists and is not a folder")
 
 
-def load_explainer(model: str):
-    """Explainer for a registry name, or for a model file (loaded through a registry on its folder)."""
-    from models import Registry, UnknownModel
+class Models(Protocol):
+    """What the evaluation needs from the model side (models.cli provides it)."""
 
-    path = Path(model).expanduser()
-    if path.suffix.lower() in (".keras", ".h5"):
-        if not path.is_file():
-            raise UsageError(f"--model: no file {path}")
-        return Registry(models_dir=path.parent).explainer(path.name)
-    try:
-        return Registry().explainer(model)
-    except UnknownModel as e:
-        raise UsageError(f"--model: {e}") from None
+    def explainer_for(self, spec: str): ...
+
+    def scene_samples(self, n: int, size: tuple[int, int], labels: Sequence[str], scenes: str,
+                      seed: int) -> Iterator[Sample]: ...
 
 
-def run(args, stream: TextIO = sys.stderr) -> tuple[list[dict], str]:
+def run(args, models: Models, stream: TextIO = sys.stderr) -> tuple[list[dict], str]:
     methods = _methods(args.methods)
     _check_args(args)
-    explainer = load_explainer(args.model)
+    try:
+        explainer = models.explainer_for(args.model)
+    except LookupError as e:
+        raise UsageError(f"--model: {e.args[0] if e.args else e}") from None
     if args.layer:
         try:
             explainer.graph.resolve(args.layer)
@@ -335,7 +318,7 @@ def run(args, stream: TextIO = sys.stderr) -> tuple[list[dict], str]:
         scenes = args.scenes or "standard"
         size = (args.size, args.size) if args.size else explainer.input_size
         total = args.samples
-        samples = scene_samples(total, size, explainer.labels, scenes, args.seed)
+        samples = models.scene_samples(total, size, explainer.labels, scenes, args.seed)
         source = (f"{total} fresh {scenes} scenes ({size[1]}x{size[0]} px, seeds {args.seed}–"
                   f"{args.seed + total - 1})")
     else:
@@ -383,11 +366,12 @@ def run(args, stream: TextIO = sys.stderr) -> tuple[list[dict], str]:
     return rows, summarise(rows, methods, about, args.sanity)
 
 
-def main(argv: Sequence[str] | None = None, stream: TextIO = sys.stderr) -> int:
+def main(argv: Sequence[str] | None, models: Models, stream: TextIO = sys.stderr) -> int:
+    """`python -m explain.evaluate` (models.cli.evaluate_main passes the registry's `models`)."""
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-        rows, summary = run(args, stream)
+        rows, summary = run(args, models, stream)
         args.out.mkdir(parents=True, exist_ok=True)
         write_results(rows, args.out / "results.csv", args.sanity)
         (args.out / "summary.md").write_text(summary, encoding="utf-8")
@@ -404,6 +388,8 @@ def main(argv: Sequence[str] | None = None, stream: TextIO = sys.stderr) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":   # the registry sits above explain: hand over to models.cli by name
+    import importlib
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.exit(main())
+    sys.exit(importlib.import_module("models.cli").evaluate_main())

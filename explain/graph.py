@@ -76,6 +76,7 @@ class FlatGraph:
         if len(fn.inputs) != 1 or len(fn.outputs) != 1:
             raise ExplainError("only models with one image input and one output are supported")
         self.model = model
+        self._resume_plans: dict[str, ResumePlan] = {}   # layer -> what resuming from it needs
         self.input_shape = tuple(fn.inputs[0].shape)
         self.output_shape = tuple(fn.outputs[0].shape)
         if len(self.input_shape) != 4:
@@ -180,14 +181,7 @@ class FlatGraph:
                 values[a] = values[b]
                 continue
             node, op = a, b
-            args, kwargs = node.arguments.fill_in(values)
-            if "training" in getattr(op, "_call_context_args", ()):
-                kwargs["training"] = False
-            call: Callable = op
-            if logits and path == self.head_path and self.head_activation != "none":
-                call = _identity if isinstance(op, keras.layers.Softmax) else linear_twin(op)
-            outs = call(*args, **kwargs)
-            flat = outs if isinstance(outs, (list, tuple)) else [outs]
+            flat = self._call_step(node, op, path, values, logits)
             if guided and _is_relu(op):
                 flat = [_guided_gate(t) for t in flat]
             for t, v in zip(node.outputs, flat):
@@ -196,6 +190,109 @@ class FlatGraph:
                 found[path] = flat[0]
         return values[self._output_id], found
 
+    # -- resuming from a layer (Ablation-CAM) -----------------------------------------------------
+    def resume_plan(self, path: str) -> ResumePlan:
+        """The cached ResumePlan of layer `path` (see run_from)."""
+        if path not in self._resume_plans:
+            self._resume_plans[path] = _resume_plan(self, path)
+        return self._resume_plans[path]
+
+    def run_below(self, x, path: str, *, logits: bool = True) -> list:
+        """The tensors that the layers above `path` read from below it (ResumePlan.below), for input
+        x (the clean image): run every step except the layer and the ones that depend on it."""
+        plan = self.resume_plan(path)
+        skip = {id(s[1]) for s in plan.steps if s[0] == "call"}
+        values = {self._input_id: x}
+        for j, (kind, a, b, p) in enumerate(self._steps):
+            if kind == "alias":
+                if b in values:
+                    values[a] = values[b]
+                continue
+            if j == plan.index or id(a) in skip or any(id(t) not in values for t in a.input_tensors):
+                continue
+            for t, v in zip(a.outputs, self._call_step(a, b, p, values, logits)):
+                values[id(t)] = v
+        return [values[id(t)] for t in plan.below]
+
+    def run_from(self, path: str, A, below, *, logits: bool = True):
+        """The model output for activations A (n, h, w, K) of layer `path`, the layers below it not
+        run again: `below` are run_below's tensors (batch 1, from the clean image), repeated to n rows.
+        Nested models and layers reading tensors from below the layer (residual adds, concats) work
+        because the flat plan crosses model boundaries by aliases."""
+        plan = self.resume_plan(path)
+        n = tf.shape(A)[0]
+        values = {id(plan.layer_out): tf.cast(A, plan.layer_out.dtype)}
+        for t, v in zip(plan.below, below):
+            v = tf.convert_to_tensor(v)
+            values[id(t)] = tf.broadcast_to(v, tf.concat([[n], tf.shape(v)[1:]], 0))
+        for kind, a, b, p in plan.steps:
+            if kind == "alias":
+                values[a] = values[b]
+                continue
+            for t, v in zip(a.outputs, self._call_step(a, b, p, values, logits)):
+                values[id(t)] = v
+        return values[self._output_id]
+
+    def _call_step(self, node, op, path, values, logits: bool) -> list:
+        """One layer call of the plan on `values` (as in run, without the guided gate)."""
+        args, kwargs = node.arguments.fill_in(values)
+        if "training" in getattr(op, "_call_context_args", ()):
+            kwargs["training"] = False
+        call: Callable = op
+        if logits and path == self.head_path and self.head_activation != "none":
+            call = _identity if isinstance(op, keras.layers.Softmax) else linear_twin(op)
+        outs = call(*args, **kwargs)
+        return list(outs) if isinstance(outs, (list, tuple)) else [outs]
+
+    @property
+    def _output_tensor(self):
+        fn = _functional(self.model)
+        return fn.outputs[0]
+
 
 def _identity(x, *args, **kwargs):
     return x
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """How to run a FlatGraph from one layer's output to the model output (FlatGraph.resume_plan).
+
+    steps: the steps that depend on the layer's output, in order; below: the tensors (KerasTensors)
+    those steps also read that do not depend on it (computed once from the clean image: skip
+    connections from below the layer, a nested model's other inputs, ...), in a fixed order."""
+
+    path: str
+    index: int               # the layer's step in FlatGraph._steps
+    layer_out: object        # the layer's (first) output KerasTensor
+    steps: tuple
+    below: tuple
+
+
+def _resume_plan(graph: "FlatGraph", path: str) -> ResumePlan:
+    steps = graph._steps
+    at = [i for i, (kind, _, _, p) in enumerate(steps) if kind == "call" and p == path]
+    if not at:
+        raise LayerError(f"no layer '{path}' to resume the model from")
+    i = at[-1]   # a layer called twice: its last call, the one a tap returns
+    node = steps[i][1]
+    if not node.outputs:
+        raise LayerError(f"layer '{path}' has no output to resume from")
+    live = {id(t) for t in node.outputs}
+    keep, read = [], {}
+    for kind, a, b, p in steps[i + 1:]:
+        if kind == "alias":
+            if b in live:
+                live.add(a)
+                keep.append((kind, a, b, p))
+            continue
+        ins = list(a.input_tensors)
+        if any(id(t) in live for t in ins):
+            keep.append((kind, a, b, p))
+            live.update(id(t) for t in a.outputs)
+            for t in ins:
+                read.setdefault(id(t), t)
+    below = [t for k, t in read.items() if k not in live]
+    if graph._output_id not in live:   # the output does not depend on the layer: a constant
+        below.append(graph._output_tensor)
+    return ResumePlan(path, i, node.outputs[0], tuple(keep), tuple(below))

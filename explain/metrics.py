@@ -115,13 +115,13 @@ class _Chain:
 
 def baseline_pixels(pixels: np.ndarray, baseline: str) -> np.ndarray:
     """The image a removed pixel turns into (pixel space 0..255, same shape as `pixels`)."""
-    from explain.engine import _fill
+    from explain.inputs import fill
 
     if baseline not in BASELINES:
         raise ExplainError(f"unknown baseline {baseline!r}; use one of: {', '.join(BASELINES)}")
     # Blur strong enough to remove object detail (RISE blurs with an 11-pixel Gaussian at 224).
     sigma = max(1.0, min(pixels.shape[:2]) / 20)
-    return np.asarray(_fill(pixels, baseline, np.random.default_rng(0), sigma), np.float32)
+    return np.asarray(fill(pixels, baseline, np.random.default_rng(0), sigma), np.float32)
 
 
 def _at_size(a: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
@@ -291,7 +291,7 @@ class _Cascade:
         self.model = keras.models.clone_model(model)
         self.model.set_weights(model.get_weights())
         trained = {id(c): o for c, o in zip(self.model.weights, model.weights)}
-        self.explainer = Explainer(self.model, getattr(explainer, "_preprocess", None),
+        self.explainer = Explainer(self.model, explainer.preprocess,
                                    explainer.labels, explainer.input_size,
                                    explainer.default_layer)
         self.lock = threading.Lock()

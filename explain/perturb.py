@@ -3,8 +3,8 @@ insertion): build masked inputs in batches, run the compiled model on them, hand
 
 A mask is an (h, w) float array in [0, 1]: 1 keeps the image, 0 shows the baseline, in between
 blends. Masks may have any resolution; the compiled forward upsamples them bilinearly to the model
-input (so Score-CAM sends layer-sized maps and RISE its small grids). The blend happens in
-model-input space: x_masked = baseline + (x - baseline) * mask, the same as blending pixels when
+input (so Score-CAM sends layer-sized maps and RISE its small grids; explain.passes compiles that
+blend). The blend happens in model-input space: x_masked = baseline + (x - baseline) * mask, the same as blending pixels when
 the preprocessing is affine (it almost always is).
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from explain.errors import Cancelled
 
@@ -24,25 +23,6 @@ class MaskSource(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: slice) -> np.ndarray: ...
-
-
-def make_blend_forward(run: Callable, size: tuple[int, int], channels: int):
-    """Compiled (x (1,H,W,C), baseline (1,H,W,C), masks (n,h,w)) -> run(blended) outputs.
-
-    `run` maps a model-input batch to the model's (n, classes) outputs. One trace serves all
-    batch sizes and mask resolutions (None dimensions in the signature).
-    """
-    H, W = size
-    spec = tf.TensorSpec([1, H, W, channels], tf.float32)
-
-    @tf.function(input_signature=[spec, spec, tf.TensorSpec([None, None, None], tf.float32)], autograph=False)
-    def blend_forward(x, baseline, masks):
-        m = masks[..., None]
-        same = tf.logical_and(tf.shape(m)[1] == H, tf.shape(m)[2] == W)
-        m = tf.cond(same, lambda: m, lambda: tf.image.resize(m, (H, W), method="bilinear"))
-        return run(baseline + (x - baseline) * m)
-
-    return blend_forward
 
 
 def run_batches(n: int, compute: Callable[[int, int], object], *, batch_size: int = 16,
@@ -60,21 +40,6 @@ def run_batches(n: int, compute: Callable[[int, int], object], *, batch_size: in
         if progress is not None:
             progress(stop / n)
     return out
-
-
-def run_masked(forward: Callable, x: np.ndarray, baseline: np.ndarray, masks: MaskSource, *,
-               batch_size: int = 16, progress: Callable[[float], None] | None = None,
-               cancel: Callable[[], bool] | None = None) -> np.ndarray:
-    """Model outputs (N, classes) for the N masked versions of x (see make_blend_forward)."""
-    x = tf.constant(x, tf.float32)
-    baseline = tf.constant(np.broadcast_to(baseline, x.shape), tf.float32)
-
-    def compute(start, stop):
-        m = np.asarray(masks[start:stop], np.float32)
-        return np.asarray(forward(x, baseline, tf.constant(m)))
-
-    parts = run_batches(len(masks), compute, batch_size=batch_size, progress=progress, cancel=cancel)
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 class OcclusionMasks:

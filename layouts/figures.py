@@ -185,3 +185,11 @@ def original_view(uri: str, name: str, width: int, height: int, note: str = "") 
         html.Img(src=uri, alt=name, className="img-fluid rounded original-image"),
         html.Figcaption(caption, className="figure-caption small text-truncate", title=caption),
     ], className="figure mb-0 d-block")
+
+
+def domain_note():
+    """Beside the predictions, shown when a model that only knows generated scenes sees a photo
+    (callbacks.inputs fills the text and the switch's label)."""
+    return dbc.Alert([html.I(className="bi bi-exclamation-triangle me-2"), html.Span(id="domain-text"),
+                      dbc.Button(id="domain-switch", size="sm", color="warning", className="ms-2")],
+                     id="domain-alert", is_open=False, color="warning", className="small py-2 mb-0")

@@ -11,10 +11,10 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from layouts.compare import compare_panel
+from layouts.figures import domain_note
 
 #: The view a fresh page (or a URL without that key) starts from; also the URL's defaults.
 DEFAULTS = {
-    "methods": ["gradcam"],
     "cmap": "jet",
     "opacity": 0.5,
     "view": "overlay",
@@ -32,7 +32,8 @@ SCORES = [{"label": "Logit", "value": "logit"}, {"label": "Probability", "value"
 class Catalog:
     """Everything the page lists, as plain data (see `callbacks.catalog`)."""
 
-    methods: list[dict] = field(default_factory=list)   # id, name, description, family, slow
+    methods: list[dict] = field(default_factory=list)   # id, name, description, paper, family, slow
+    default_methods: tuple[str, ...] = ()
     models: list[dict] = field(default_factory=list)    # name, label, available, reason
     samples: list[dict] = field(default_factory=list)   # name, title, src (URL)
     colormaps: list[str] = field(default_factory=lambda: ["jet"])
@@ -134,7 +135,7 @@ def methods_section(catalog: Catalog):
         id="methods",
         options=[{"label": method_label(m), "value": m["id"], "input_id": f"method-{m['id']}"}
                  for m in catalog.methods],
-        value=DEFAULTS["methods"],
+        value=list(catalog.default_methods),
         class_name="methods-list",
     )
     return section("Methods", "list-check", checklist,
@@ -233,6 +234,7 @@ def input_card():
                       className="predictions-graph", style={"width": "100%"}),
         ], xs=7, md=5),
         dbc.Col(target_controls(), xs=12, md=3),
+        dbc.Col(domain_note(), xs=12),
     ], className="g-2 g-md-3")), id="input-card", className="mb-3 d-none")
 
 

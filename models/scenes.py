@@ -528,3 +528,11 @@ def make_scene(seed: int, size: int | tuple[int, int] = 128, *,
     return Scene(image=image, mask=cover > 0, label=label, class_name=name,
                  background=background, boxes=fboxes, seed=int(seed), backdrop=back)
 
+
+#: Generated scenes in expected gradients' "scenes" background set (seeds of the tests' range).
+BACKGROUND_SCENES = 16
+
+
+def background_scenes(size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """The "scenes" background set of expected gradients at a model's input size."""
+    return tuple(make_scene(7_000_000 + i, size).image for i in range(BACKGROUND_SCENES))

@@ -60,7 +60,7 @@ def test_form_options_are_validated():
                                "ig_baseline": "black"}) == {"smoothgrad_samples": 40, "occlusion_fill": "blur"}
     with pytest.raises(ExplainError, match="whole number"):
         work.clean_options({"ig_steps": 2.5})
-    with pytest.raises(ExplainError, match="negative"):
+    with pytest.raises(ExplainError, match="at least 0"):
         work.clean_options({"scorecam_top_k": -1})
 
 
@@ -112,7 +112,7 @@ def test_url_state_round_trip_and_bad_values_are_ignored():
               "cf": True}
     query = urlstate.build(values)
     parsed = urlstate.parse(query)
-    assert parsed["methods"] == ["occlusion", "gradcam", "gradcam++"]  # the page's order
+    assert parsed["methods"] == ["gradcam", "gradcam++", "occlusion"]  # the page's order
     assert {k: v for k, v in parsed.items() if k != "methods"} == {k: v for k, v in values.items() if k != "methods"}
     assert urlstate.build({"model": "m", "methods": ["gradcam"], "cmap": "jet", "opacity": 0.5}) == "?model=m"
     assert urlstate.parse("?methods=nope,gradcam++&opacity=lots&cmap=rainbow&view=3d") == {"methods": ["gradcam++"]}
@@ -190,3 +190,33 @@ def test_the_redis_store_keeps_uploads_and_heatmaps_for_workers_elsewhere(tmp_pa
     raw = fakeredis.FakeRedis(server=server).get("camlens:uploads:" + repr(stored.key))
     assert raw and b"pickle" not in raw[:200] and raw[8:9] == b"{"  # JSON + .npz, never a pickle
     assert fakeredis.FakeRedis(server=server).ttl("camlens:uploads:" + repr(stored.key)) > 0
+
+
+def test_cache_keys_follow_the_declarations():
+    """Counterfactual and contrast split the cache exactly for the methods that honour them, so
+    toggling either never serves a stale map; class-agnostic maps are shared across classes."""
+    from explain import METHODS
+
+    base = work.Context(image="i", model="m", layer="l", target=1)
+    flipped = work.Context(image="i", model="m", layer="l", target=1, counterfactual=True)
+    contrast = work.Context(image="i", model="m", layer="l", target=1, contrast=2)
+    other_class = work.Context(image="i", model="m", layer="l", target=3)
+    for m, info in METHODS.items():
+        assert (base.key(m) != flipped.key(m)) == info.counterfactual, m
+        assert (base.key(m) != contrast.key(m)) == info.needs_target, m
+        assert (base.key(m) != other_class.key(m)) == info.needs_target, m
+
+
+def test_contrast_and_counterfactual_change_the_computed_maps(deps, images):
+    stored = work.upload(deps.store, images["scene"].read_bytes(), deps.limits)
+    ctx = work.Context(image=stored.key, model="tiny-gap.keras", layer="conv_b", target=1)
+    methods = ["gradcam", "hirescam", "gradients", "eigencam"]
+    plain = work.compute(deps.store, deps.registry, ctx, methods)
+    versus = work.compute(deps.store, deps.registry, work.Context(**{**vars(ctx), "contrast": 0}), methods)
+    against = work.compute(deps.store, deps.registry, work.Context(**{**vars(ctx), "counterfactual": True}),
+                           methods)
+    for m in ("gradcam", "hirescam", "gradients"):
+        assert not np.allclose(plain[m]["raw"], versus[m]["raw"]), m
+    for m in ("gradcam", "hirescam"):
+        assert not np.allclose(plain[m]["raw"], against[m]["raw"]), m
+    np.testing.assert_array_equal(plain["eigencam"]["raw"], versus["eigencam"]["raw"])

@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+import models  # noqa: E402,F401 - registers expected gradients' "scenes" background, as the app and CLI do
 from explain_testkit import gap_cnn  # noqa: E402
 
 

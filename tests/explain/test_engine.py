@@ -157,13 +157,13 @@ def test_gradient_cams_share_one_traced_pass(rng):
     cams = ["gradcam", "gradcam-guided", "gradcam++", "xgradcam", "layercam", "hirescam"]
     ex.warmup()
     key = ("cam", ex.default_layer, "logit")
-    traced = ex._fns[key]
+    traced = ex.passes.fn(*key)
     # A concrete function is one trace: it cannot retrace, only reject incompatible inputs.
     assert isinstance(traced, tf.types.experimental.ConcreteFunction)
     for i, target in enumerate((None, 1, 2)):
         ex.explain(random_image(rng, 20 + i, 30), cams, target=target)
-    assert [k for k in ex._fns if k[0] == "cam"] == [key]
-    assert ex._fns[key] is traced
+    assert [k for k in ex.passes.traced() if k[0] == "cam"] == [key]
+    assert ex.passes.fn(*key) is traced
 
 
 def test_integrated_gradients_completeness(gap_explainer, rng):

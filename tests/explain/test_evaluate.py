@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from explain.evaluate import COLUMNS, main, summarise  # noqa: E402
+from explain.evaluate import COLUMNS, summarise  # noqa: E402
+from models.cli import evaluate_main as main  # noqa: E402
 from models.scenes import CLASSES, CONFOUND  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +127,7 @@ def test_sanity_columns(model_file, tmp_path):
     (["--model", "M", "--samples", "2", "--baseline", "pink"], "invalid choice: 'pink'"),
     (["--model", "M", "--samples", "2", "--layer", "nope"], "--layer: no layer 'nope'"),
     (["--model", "no-such-model", "--samples", "2"], "No model named 'no-such-model'"),
-    (["--model", "/no/such.keras", "--samples", "2"], "no file"),
+    (["--model", "/no/such.keras", "--samples", "2"], "no model file /no/such.keras"),
 ])
 def test_bad_input_is_one_line_and_exit_2(model_file, tmp_path, argv, message):
     (tmp_path / "empty").mkdir()
