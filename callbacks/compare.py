@@ -144,7 +144,8 @@ def comparison(store, registry, context, methods, *, baseline: str = DEFAULT_BAS
             checks = sanity_check(explainer, stored.image, good, context.layer, context.target,
                                   max_steps=SANITY_STEPS, progress=stage(2, "sanity check"),
                                   cancel=cancel, score=context.score,
-                                  counterfactual=context.counterfactual, **context.options)
+                                  counterfactual=context.counterfactual, contrast=context.contrast,
+                                  **context.options)
             result["sanity"] = {m: {"steps": c.steps, "spearman": [_num(v) for v in c.spearman],
                                     "ssim": [_num(v) for v in c.ssim], "score": _num(c.score),
                                     "passed": c.passed, "message": c.message}
@@ -172,14 +173,15 @@ def register(deps) -> None:
         prevent_initial_call=True,
     )
     def run_compare(set_progress, clicks, baseline, sanity_on, image, model, layer, target, score, cf,
-                    methods, ids, values):
+                    methods, ids, values, contrast):
         if not clicks or not image or not model:
             raise PreventUpdate
         chosen = ordered(methods)
         if not chosen:
             return {"error": "Tick one or more methods to compare."}
         try:
-            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values)
+            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values,
+                                   contrast)
             set_progress((0, "starting…"))
             return comparison(
                 store, registry, context, chosen,

@@ -98,7 +98,7 @@ def register(deps) -> None:
     )
     def on_model(name, url_state):
         if not name:
-            return [], None, "", "", "", [], no_update
+            return [], [], "", "", "", [], no_update
         try:
             info = registry.info(name)
             card = info.card or f"No model card for {info.display_name}."
@@ -109,18 +109,21 @@ def register(deps) -> None:
             default = explainer.default_layer
             labels = explainer.labels
         except Exception as error:  # noqa: BLE001
-            return [], None, "", name, "", [], problem(error)
+            return [], [], "", name, "", [], problem(error)
         wanted = (url_state or {}).get("layer") if (url_state or {}).get("model") == name else None
-        value = wanted if wanted in layers else default
+        wanted = [w for w in (wanted or "").split(",") if w]   # several layers: fused CAMs
+        value = [w for w in wanted if w in layers] or ([default] if default else [])
+        unknown = [w for w in wanted if w not in layers]
         options = [{"label": layer + ("  (default)" if layer == default else ""), "value": layer,
                     "title": layer} for layer in layers]
         h, w = info.input_size or ("?", "?")
         about = f"{info.source} · input {w}×{h} · {info.num_classes} classes · {info.preprocessing}"
         targets = [{"label": f"{i}: {label}", "value": i, "search": label} for i, label in enumerate(labels)]
         alerts = no_update
-        if wanted and wanted not in layers:
-            alerts = alert(f"Layer {wanted!r} is not a spatial layer of {info.display_name}; "
-                           f"using {default!r}.", color="warning")
+        if unknown:
+            using = ", ".join(value) if len(value) > 1 else repr(value[0] if value else None)
+            alerts = alert(f"Layer {unknown[0]!r} is not a spatial layer of {info.display_name}; "
+                           f"using {using}.", color="warning")
         return options, value, about, info.display_name, card, targets, alerts
 
     @app.callback(
@@ -169,49 +172,78 @@ def register(deps) -> None:
         return bool(clicks)
 
     @app.callback(
+        Output("contrast", "options"),
+        Output("contrast", "value", allow_duplicate=True),
+        Input("target", "options"),
+        State("contrast", "value"),
+        State("model", "value"),
+        State("url", "search"),
+        prevent_initial_call=True,
+    )
+    def on_classes(options, contrast, model, search):
+        """The "rather than" list is the target's; a new model's classes clear the choice (unless
+        the URL set it for this model)."""
+        from callbacks.urlstate import parse
+
+        wanted = parse(search)
+        if contrast is None or (wanted.get("model", model) == model and wanted.get("contrast") == contrast
+                                and contrast in {o["value"] for o in options or []}):
+            return options or [], no_update
+        return options or [], None
+
+    @app.callback(
         Output("target", "value"),
         Output("predictions", "figure"),
         Output("alerts", "children", allow_duplicate=True),
+        Output("contrast", "value", allow_duplicate=True),
         Input("image", "data"),
         Input("model", "value"),
+        State("contrast", "value"),
         prevent_initial_call=True,
     )
-    def on_predict(image, model):
+    def on_predict(image, model, contrast):
         if not image or not model:
             raise PreventUpdate
         try:
             rows = work.predictions(store, registry, image["key"], model)
         except Exception as error:  # noqa: BLE001
-            return None, no_update, problem(error)
+            return None, no_update, problem(error), no_update
         top = rows[0]["index"]
-        return top, prediction_figure(rows, top), no_update
+        if contrast == top:   # the new image's top class is the old "rather than": drop it
+            return top, prediction_figure(rows, top), no_update, None
+        return top, prediction_figure(rows, top, contrast), no_update, no_update
 
     @app.callback(
         Output("predictions", "figure", allow_duplicate=True),
         Input("target", "value"),
+        Input("contrast", "value"),
         State("image", "data"),
         State("model", "value"),
         prevent_initial_call=True,
     )
-    def on_target(target, image, model):
+    def on_target(target, contrast, image, model):
         if not image or not model:
             raise PreventUpdate
         try:
             rows = work.predictions(store, registry, image["key"], model)
         except Exception:  # noqa: BLE001 - on_predict already said what went wrong
             raise PreventUpdate from None
-        return prediction_figure(rows, target)
+        return prediction_figure(rows, target, contrast)
 
     @app.callback(
         Output("target", "value", allow_duplicate=True),
+        Output("contrast", "value", allow_duplicate=True),
         Input("predictions", "clickData"),
+        State("bar-sets", "value"),
         prevent_initial_call=True,
     )
-    def on_bar_click(click):
+    def on_bar_click(click, sets):
+        """A bar click picks the class to explain, or the "rather than" class (the radio beside)."""
         try:
-            return int(click["points"][0]["customdata"])
+            index = int(click["points"][0]["customdata"])
         except (TypeError, KeyError, IndexError, ValueError):
             raise PreventUpdate from None
+        return (no_update, index) if sets == "contrast" else (index, no_update)
 
 
 def _named(error: Exception, filename: str | None, trigger) -> Exception:

@@ -15,7 +15,9 @@ import numpy as np
 from callbacks.store import StoredImage
 from callbacks.outlines import outlines
 from explain import METHODS
-from explain.render import colorize, encode_image, overlay
+from explain.errors import ExplainError
+from explain.render import colorize, colorize_signed, encode_image, overlay, overlay_signed
+from explain.result import signed_map
 from layouts.figures import Panel, coarse
 
 #: Bytes of JPEG per figure we aim under (base64 adds a third): keeps each figure's JSON < 200 KB.
@@ -33,17 +35,31 @@ def jpeg_uri(image: np.ndarray, budget: int = JPEG_BUDGET) -> str:
         image = cv2.resize(image, (max(1, w * 3 // 4), max(1, h * 3 // 4)), interpolation=cv2.INTER_AREA)
 
 
-def peak(entry: dict) -> float:
-    """The map's positive maximum in its own units (what per-map scaling divides by)."""
-    raw = np.asarray(entry["raw"], np.float32)
+#: The diverging colour map signed entries are drawn with when the display's "signed" is on.
+SIGNED_COLORMAP = "rdbu"
+
+
+def drawn_signed(entry: dict, display: dict) -> bool:
+    """Whether this entry is drawn as a signed map (-1..1, diverging colours)."""
+    return bool(display.get("signed")) and bool(entry.get("signed"))
+
+
+def peak(entry: dict, signed: bool = False) -> float:
+    """The map's maximum in its own units (what per-map scaling divides by): the positive maximum,
+    or the largest |value| for a map shown by its size ("magnitude") or drawn signed."""
+    raw = signed_map(entry["raw"], entry.get("extra")) if signed else np.asarray(entry["raw"], np.float32)
     finite = raw[np.isfinite(raw)]
+    if signed or entry.get("mode") == "magnitude":
+        finite = np.abs(finite)
     return float(max(finite.max(), 0.0)) if finite.size else 0.0
 
 
-def shared_factors(entries: dict[str, dict]) -> dict[str, float]:
+def shared_factors(entries: dict[str, dict], display: dict | None = None) -> dict[str, float]:
     """Per method, its peak over the largest peak of its scale group (declared: maps of one group
     share units, e.g. activation x gradient for the CAMs). Maps of no group keep their own scale."""
-    peaks = {m: peak(e) for m, e in entries.items() if "error" not in e and METHODS[m].scale_group}
+    display = display or {}
+    peaks = {m: peak(e, drawn_signed(e, display)) for m, e in entries.items()
+             if "error" not in e and METHODS[m].scale_group}
     top: dict[str, float] = {}
     for m, p in peaks.items():
         group = METHODS[m].scale_group
@@ -60,16 +76,69 @@ def display_heatmap(entry: dict, size: tuple[int, int], factor: float = 1.0) -> 
     return np.clip(heatmap * factor, 0, 1)
 
 
-def picture(base: np.ndarray, heatmap: np.ndarray, colormap: str, opacity: float, view: str) -> np.ndarray:
+def display_signed(entry: dict, size: tuple[int, int], factor: float = 1.0) -> np.ndarray:
+    """The entry's signed map at `size` (w, h) in [-1, 1]: raw / max |raw|, times its shared-scale
+    factor (0 stays 0: blue is evidence against, red for)."""
+    raw = signed_map(entry["raw"], entry.get("extra"))
+    raw = np.where(np.isfinite(raw), raw, 0).astype(np.float32)
+    scale = float(np.abs(raw).max()) if raw.size else 0.0
+    values = raw / scale if scale > 0 else np.zeros_like(raw)
+    if values.shape[::-1] != tuple(size):
+        shrink = size[0] < values.shape[1] or size[1] < values.shape[0]
+        values = cv2.resize(values, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return np.clip(values * factor, -1, 1)
+
+
+def clean_display(cmap, opacity, view, scale, signed=False) -> dict:
+    """The display options as sent by the browser, checked: a value the page cannot send (a forged
+    request) raises ExplainError with a plain reason instead of failing deeper down."""
+    from explain.render import COLORMAPS
+
+    cmap = cmap or "jet"
+    if cmap not in COLORMAPS:
+        raise ExplainError(f"Unknown colormap {cmap!r}: choose one of {', '.join(COLORMAPS)}.")
+    try:
+        opacity = 0.5 if opacity is None else float(opacity)
+    except (TypeError, ValueError):
+        raise ExplainError(f"Opacity must be a number from 0 to 1, not {opacity!r}.") from None
+    if not 0 <= opacity <= 1:   # also NaN
+        raise ExplainError(f"Opacity must be a number from 0 to 1, not {opacity!r}.")
+    view, scale = view or "overlay", scale or "map"
+    if view not in ("overlay", "heatmap") or scale not in ("map", "shared"):
+        raise ExplainError(f"Unknown view {view!r} or colour scale {scale!r}.")
+    return {"cmap": cmap, "opacity": opacity, "view": view, "scale": scale, "signed": bool(signed)}
+
+
+def picture(base: np.ndarray, heatmap: np.ndarray, colormap: str, opacity: float, view: str,
+            signed: bool = False) -> np.ndarray:
+    if signed:
+        return colorize_signed(heatmap, SIGNED_COLORMAP) if view == "heatmap" else \
+            overlay_signed(base, heatmap, SIGNED_COLORMAP, opacity)
     return colorize(heatmap, colormap) if view == "heatmap" else overlay(base, heatmap, colormap, opacity)
 
 
-def subtitle(entry: dict, label: str | None) -> str:
-    """How long it took, and for which class (class-agnostic maps have none)."""
+def shown(base: np.ndarray, entry: dict, display: dict, factor: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(picture, the values drawn at the picture's size, drawn signed) for one entry on `base`."""
+    h, w = base.shape[:2]
+    signed = drawn_signed(entry, display)
+    values = display_signed(entry, (w, h), factor) if signed else display_heatmap(entry, (w, h), factor)
+    return picture(base, values, display["cmap"], display["opacity"], display["view"], signed), values, signed
+
+
+def subtitle(entry: dict, label: str | None, contrast: str | None = None, signed: bool = False) -> str:
+    """How long it took, and for which class (class-agnostic maps have none): "A rather than B"
+    with a contrast; for a signed map what red and blue mean."""
     seconds = entry.get("seconds", 0.0)
     when = "< 1 ms (shared pass)" if seconds < 5e-4 else f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
-    target = f" · {label}" if label and METHODS[entry["method"]].needs_target else ""
-    return when + target
+    if entry.get("extra", {}).get("layers"):   # a map fused over several layers: name them
+        when += " · " + " + ".join(entry["extra"]["layers"])
+    if not (label and METHODS[entry["method"]].needs_target):
+        return when
+    if signed:
+        if contrast:
+            return f"{when} · red: for {label}, blue: for {contrast}"
+        return f"{when} · red: raised the score for {label}, blue: lowered it"
+    return f"{when} · {label}" + (f" rather than {contrast}" if contrast else "")
 
 
 def panel(stored: StoredImage, entry: dict, display: dict, labels: list[str], factor: float,
@@ -77,19 +146,21 @@ def panel(stored: StoredImage, entry: dict, display: dict, labels: list[str], fa
     method = entry["method"]
     name = METHODS[method].name
     label = labels[entry["target"]] if 0 <= entry.get("target", -1) < len(labels) else None
+    contrast = entry.get("contrast")
+    contrast = (labels[contrast] if 0 <= contrast < len(labels) else str(contrast)) if contrast is not None else None
     if entry.get("extra", {}).get("maps") is not None:   # a grid of channel maps (activations)
         return activation_panel(entry, display, name, revision)
     base = stored.display
     h, w = base.shape[:2]
-    heatmap = display_heatmap(entry, (w, h), factor)
-    shown = picture(base, heatmap, display["cmap"], display["opacity"], display["view"])
+    image, heatmap, signed = shown(base, entry, display, factor)
     width, height = stored.image.shape[1], stored.image.shape[0]
     warnings = list(entry.get("warnings", []))
     if factor < 0.25:  # on the shared scale, say why the map looks faint
         warnings.insert(0, f"shared scale: this map's peak is {factor:.0%} of the largest in its family")
-    return Panel(method=method, title=name, subtitle=subtitle(entry, label), image_uri=jpeg_uri(shown),
-                 width=width, height=height, shown_width=w, shown_height=h, hover=coarse(heatmap),
-                 colormap=display["cmap"], warnings=warnings, filename=f"camlens-{method}", revision=revision,
+    return Panel(method=method, title=name, subtitle=subtitle(entry, label, contrast, signed),
+                 image_uri=jpeg_uri(image), width=width, height=height, shown_width=w, shown_height=h,
+                 hover=coarse(heatmap), colormap=SIGNED_COLORMAP if signed else display["cmap"],
+                 signed=signed, warnings=warnings, filename=f"camlens-{method}", revision=revision,
                  outlines=outlines(entry.get("extra", {}), (width, height)))
 
 
@@ -144,6 +215,4 @@ def full_picture(stored: StoredImage, entry: dict, display: dict, factor: float 
         out = colorize(np.nan_to_num(grid, nan=0.0), display["cmap"])
         out[np.isnan(grid)] = 255
         return out
-    h, w = stored.image.shape[:2]
-    heatmap = display_heatmap(entry, (w, h), factor)
-    return picture(stored.image, heatmap, display["cmap"], display["opacity"], display["view"])
+    return shown(stored.image, entry, display, factor)[0]

@@ -32,7 +32,8 @@ def context_deps(kind=State) -> list:
     """What decides a heatmap, as Inputs (run when it changes) or States (read when drawing)."""
     props = [("image", "data"), ("model", "value"), ("layer", "value"), ("target", "value"), ("score", "value"),
              ("counterfactual", "value"), ("methods", "value"),
-             ({"type": "option", "name": ALL}, "id"), ({"type": "option", "name": ALL}, "value")]
+             ({"type": "option", "name": ALL}, "id"), ({"type": "option", "name": ALL}, "value"),
+             ("contrast", "value")]
     return [kind(ident, prop) for ident, prop in props]
 
 
@@ -49,12 +50,22 @@ def split(methods) -> tuple[list[str], list[str]]:
     return [m for m in methods if not METHODS[m].slow], [m for m in methods if METHODS[m].slow]
 
 
-def make_context(store, registry, image, model, layer, target, score, cf, ids, values) -> work.Context:
+#: What the page says when the "rather than" class is the explained class itself.
+SAME_CLASS = ("“Rather than” must be another class than the one explained: pick another class there, "
+              "or clear it.")
+
+
+def make_context(store, registry, image, model, layer, target, score, cf, ids, values,
+                 contrast=None) -> work.Context:
     options = work.clean_options({i["name"]: v for i, v in zip(ids or [], values or [])})
     if target is None:
         target = work.predictions(store, registry, image["key"], model)[0]["index"]
-    return work.Context(image=image["key"], model=model, layer=layer, target=int(target),
-                        score=score or "logit", counterfactual=bool(cf), options=options)
+    if contrast is not None and int(contrast) == int(target):
+        raise ExplainError(SAME_CLASS)
+    return work.Context(image=image["key"], model=model, layer=work.layers_for(registry, model, layer),
+                        target=int(target),
+                        score=score or "logit", counterfactual=bool(cf), options=options,
+                        contrast=None if contrast is None else int(contrast))
 
 
 def seconds_text(guess: work.Estimate) -> str:
@@ -76,13 +87,13 @@ def register(deps) -> None:
         *context_deps(Input),
         prevent_initial_call=True,
     )
-    def run_fast(image, model, layer, target, score, cf, methods, ids, values):
+    def run_fast(image, model, layer, target, score, cf, methods, ids, values, contrast):
         if not image or not model:
             raise PreventUpdate
         fast, slow = split(methods)
         hidden = "mb-3 d-none"
         try:
-            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values)
+            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values, contrast)
             if fast:
                 work.compute(store, registry, context, fast)
             if not slow:
@@ -105,17 +116,18 @@ def register(deps) -> None:
         **job_arguments(manager, run="run-slow", cancel="cancel", progress="progress"),
         prevent_initial_call=True,
     )
-    def run_slow(set_progress, clicks, session, image, model, layer, target, score, cf, methods, ids, values):
+    def run_slow(set_progress, clicks, session, image, model, layer, target, score, cf, methods, ids, values,
+                 contrast):
         if not clicks or not image or not model:
             raise PreventUpdate
         _, slow = split(methods)
         try:
-            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values)
+            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values, contrast)
             todo = [m for m in slow if store.get(context.key(m)) is None]
             if not todo:
                 return {"at": time.time()}, no_update
             explainer = registry.explainer(model)
-            costs = explainer.cost(todo, layer, **context.options)
+            costs = explainer.cost(todo, context.layer, **context.options)
             total = max(1, sum(costs.values()))
             done, started = 0, time.time()
             for m in todo:
@@ -143,30 +155,33 @@ def register(deps) -> None:
         Input("opacity", "value"),
         Input("view", "value"),
         Input("scale", "value"),
+        Input("signed", "value"),
         *CONTEXT,
         prevent_initial_call=True,
     )
-    def show(_fast, slow_done, cmap, opacity, view, scale, image, model, layer, target, score, cf, methods,
-             ids, values):
+    def show(_fast, slow_done, cmap, opacity, view, scale, signed, image, model, layer, target, score, cf,
+             methods, ids, values, contrast):
         alerts = no_update
         if ctx.triggered_id == "slow-done" and slow_done and slow_done.get("error"):
             alerts = alert(slow_done["error"])
         if not image or not model:
             return empty_state(), "", "btn btn-sm btn-outline-secondary d-none", alerts
-        display = {"cmap": cmap or "jet", "opacity": 0.5 if opacity is None else float(opacity),
-                   "view": view or "overlay", "scale": scale or "map"}
         try:
-            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values)
+            display = draw.clean_display(cmap, opacity, view, scale, signed)
+            context = make_context(store, registry, image, model, layer, target, score, cf, ids, values, contrast)
             stored = store.image(context.image)
             if stored is None:
                 raise ExplainError("The image is no longer on the server: upload it again.")
             labels = registry.explainer(model).labels
         except Exception as error:  # noqa: BLE001
+            if str(error) == SAME_CLASS:   # run_fast already put it in the alerts: say it in the grid
+                return [message_card("contrast", "Nothing to explain", SAME_CLASS)], "", \
+                    "btn btn-sm btn-outline-secondary d-none", alerts
             return empty_state(), "", "btn btn-sm btn-outline-secondary d-none", problem(error)
         chosen = ordered(methods)
         entries = work.cached(store, context, chosen)
         good = {m: e for m, e in entries.items() if "error" not in e}
-        factors = draw.shared_factors(good) if display["scale"] == "shared" else {}
+        factors = draw.shared_factors(good, display) if display["scale"] == "shared" else {}
         revision = context.key(DEFAULT_METHODS[0])   # any key of this context: new context, new revision
         cards = []
         for m in chosen:
@@ -185,8 +200,10 @@ def register(deps) -> None:
             cards = [message_card("none", "No method chosen", "Tick one or more methods in the controls.",
                                   color="light", icon="info-circle")]
         token = store.put_record({"image": context.image, "name": image.get("name"), "model": model,
-                                  "layer": layer, "target": context.target, "score": context.score,
+                                  "layer": context.layer and list(context.layer),
+                                  "target": context.target, "score": context.score,
                                   "counterfactual": context.counterfactual, "options": context.options,
+                                  "contrast": context.contrast,
                                   "methods": [m for m in chosen if m in good], "display": display})
         zip_class = "btn btn-sm btn-outline-secondary" + ("" if good else " d-none")
         return cards, f"/download/{token}.zip", zip_class, alerts

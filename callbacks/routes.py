@@ -2,7 +2,8 @@
 
 GET /download/<token>.zip   every shown result: full-size PNGs, the heatmaps (.npy, float32 in
                             [0, 1] at the explained image's size), the raw maps, and record.json
-                            (model, layer, target, preprocessing, options) to reproduce them.
+                            (model, layer, target, contrast, preprocessing, options) to
+                            reproduce them.
 GET /debug/stats            how often the server ran a model (explain and predict calls), which
                             models are loaded: evidence that display changes re-use the cache.
 """
@@ -29,12 +30,13 @@ def results_zip(deps, record: dict) -> bytes:
         flask.abort(410, "The image is no longer on the server: upload it again.")
     ctx = work.Context(image=record["image"], model=record["model"], layer=record["layer"],
                        target=record["target"], score=record["score"],
-                       counterfactual=record["counterfactual"], options=record["options"])
+                       counterfactual=record["counterfactual"], options=record["options"],
+                       contrast=record.get("contrast"))
     entries = {m: e for m, e in work.cached(store, ctx, record["methods"]).items() if "error" not in e}
     if not entries:
         flask.abort(404, "These results are no longer cached: run them again.")
     display = record["display"]
-    factors = draw.shared_factors(entries) if display.get("scale") == "shared" else {}
+    factors = draw.shared_factors(entries, display) if display.get("scale") == "shared" else {}
     try:
         info = registry.info(record["model"])
         labels = registry.explainer(record["model"]).labels
@@ -56,9 +58,10 @@ def results_zip(deps, record: dict) -> bytes:
             methods[m] = {
                 "name": METHODS[m].name, "seconds": round(entry["seconds"], 4), "target": entry["target"],
                 "layer": entry["layer"], "warnings": entry["warnings"], "files": files,
+                "signed": bool(entry.get("signed")),
                 "extra": {k: v for k, v in entry.get("extra", {}).items() if not isinstance(v, np.ndarray)},
             }
-        target = record["target"]
+        target, contrast = record["target"], record.get("contrast")
         summary = {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "image": {"file": record.get("name"), "sha256": record["image"],
@@ -68,8 +71,11 @@ def results_zip(deps, record: dict) -> bytes:
                       **({"display_name": info.display_name, "source": info.source,
                           "input_size": info.input_size, "preprocessing": info.preprocessing,
                           "num_classes": info.num_classes} if info else {})},
-            "layer": record["layer"],
+            "layer": " + ".join(_layers(record)) or None,   # as each method's "layer" names them
+            "layers": _layers(record),
             "target": {"index": target, "label": labels[target] if 0 <= target < len(labels) else None},
+            "contrast": None if contrast is None else
+            {"index": contrast, "label": labels[contrast] if 0 <= contrast < len(labels) else None},
             "score": record["score"],
             "counterfactual": record["counterfactual"],
             "options": {**{k: o.default for k, o in OPTIONS.items()}, **record["options"]},
@@ -83,13 +89,21 @@ def results_zip(deps, record: dict) -> bytes:
 
 def _command(record: dict, methods: list[str]) -> str:
     parts = ["python -m explain input.png", f"--model {record['model']}"]
-    if any(METHODS[m].needs_layer for m in methods) and record["layer"]:
-        parts.append(f"--layer {record['layer']}")
+    if any(METHODS[m].needs_layer for m in methods) and _layers(record):
+        parts.append(f"--layer {' '.join(_layers(record))}")
     parts += [f"--method {' '.join(methods)}", f"--target {record['target']}", f"--score {record['score']}"]
+    if record.get("contrast") is not None:
+        parts.append(f"--contrast {record['contrast']}")
     if record["counterfactual"]:
         parts.append("--counterfactual")
     parts += [f"--option {name}={value}" for name, value in sorted(record["options"].items())]
     return " ".join(parts)
+
+
+def _layers(record: dict) -> list[str]:
+    """The record's layers (a list; one path in records made before layer fusion)."""
+    layer = record.get("layer")
+    return [layer] if isinstance(layer, str) else list(layer or [])
 
 
 def _npy(array) -> bytes:

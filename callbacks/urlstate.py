@@ -1,4 +1,5 @@
-"""The URL carries the view: model, layer, methods and display options, so a view can be shared.
+"""The URL carries the view: model, layer, methods, the "rather than" class and display options,
+so a view can be shared.
 
 Two dcc.Location components avoid a callback cycle: `url` is read (page load, back/forward),
 `url-out` is written whenever a control changes. Reading sets only what differs from the page,
@@ -12,6 +13,7 @@ from dash import Input, Output, State, no_update
 
 from explain import METHODS
 from explain.methods import DEFAULT_METHODS
+from explain.render import COLORMAPS
 from layouts.page import DEFAULTS
 
 #: URL key -> (component id, property)
@@ -24,10 +26,12 @@ FIELDS = {
     "scale": ("scale", "value"),
     "score": ("score", "value"),
     "cf": ("counterfactual", "value"),
+    "contrast": ("contrast", "value"),
+    "signed": ("signed", "value"),
 }
 
 
-def parse(search: str | None, colormaps=("jet", "turbo", "viridis")) -> dict:
+def parse(search: str | None, colormaps=tuple(COLORMAPS)) -> dict:
     """Query string -> the values it validly sets (anything malformed is ignored)."""
     query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items() if v}
     out = {}
@@ -54,15 +58,21 @@ def parse(search: str | None, colormaps=("jet", "turbo", "viridis")) -> dict:
         out["score"] = query["score"]
     if query.get("cf") in ("0", "1"):
         out["cf"] = query["cf"] == "1"
+    if query.get("contrast", "").isdigit():   # a class index; the page checks it against the model
+        out["contrast"] = int(query["contrast"])
+    if query.get("signed") in ("0", "1"):
+        out["signed"] = query["signed"] == "1"
     return out
 
 
 def build(values: dict) -> str:
-    """The query string for a view: model and layer always, other keys only when not default."""
+    """The query string for a view: model and layer always, other keys only when not default.
+    Several layers (fused CAMs) go as one comma-separated value: layer=a,b."""
     query = {}
     for key in ("model", "layer"):
         if values.get(key):
-            query[key] = values[key]
+            value = values[key]
+            query[key] = value if isinstance(value, str) else ",".join(value)
     if values.get("methods") is not None and list(values["methods"]) != list(DEFAULT_METHODS):
         query["methods"] = ",".join(m for m in METHODS if m in values["methods"])
     for key in ("cmap", "opacity", "view", "scale", "score"):
@@ -70,6 +80,10 @@ def build(values: dict) -> str:
             query[key] = values[key]
     if values.get("cf"):
         query["cf"] = "1"
+    if values.get("contrast") is not None:
+        query["contrast"] = int(values["contrast"])
+    if values.get("signed"):
+        query["signed"] = "1"
     return "?" + urlencode(query, safe=",/") if query else ""
 
 

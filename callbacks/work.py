@@ -16,6 +16,7 @@ from explain import METHODS, OPTIONS
 from explain.methods import option_owners
 from explain.errors import Cancelled, ExplainError, LayerError
 from explain.image import ImageLimits, load_image
+from explain.run import method_layer
 
 log = logging.getLogger("camlens.work")
 
@@ -25,25 +26,41 @@ class Context:
 
     image: str
     model: str
-    layer: str | None
+    layer: tuple[str, ...] | None   # the chosen layers in the model's order (layers_for); a str: one
     target: int | None
     score: str = "logit"
     counterfactual: bool = False
     options: dict = field(default_factory=dict)
     contrast: int | None = None
 
+    def __post_init__(self):
+        if self.layer is not None:   # one path, or a list of paths (a record, the URL): a tuple
+            layers = (self.layer,) if isinstance(self.layer, str) else tuple(self.layer)
+            object.__setattr__(self, "layer", layers or None)
+
     def key(self, method: str) -> str:
         """The cache key of `method`'s map: only what its declaration says changes it."""
         info = METHODS[method]
-        parts = {"v": 2, "image": self.image, "model": self.model, "method": method,
+        parts = {"v": 3, "image": self.image, "model": self.model, "method": method,
                  "options": {k: v for k, v in sorted(self.options.items()) if method in option_owners(k)}}
-        if info.needs_layer:
-            parts["layer"] = self.layer
+        if info.needs_layer:   # the set of layers: ('a',) and ('a', 'b') are different maps
+            parts["layer"] = None if self.layer is None else list(self.layer)
         if info.needs_target:
             parts.update(target=self.target, score=self.score, contrast=self.contrast)
         if info.counterfactual:
             parts["cf"] = bool(self.counterfactual)
         return "res:" + digest(parts)
+
+
+def layers_for(registry, model: str, value) -> tuple[str, ...] | None:
+    """The layer dropdown's value (a path, a list of paths, or none) -> the layers in the model's
+    order, duplicates dropped; none chosen: the model's default layer (None if it has none)."""
+    chosen = [value] if isinstance(value, str) else list(value or [])
+    explainer = registry.explainer(model)
+    if not chosen:
+        return None if explainer.default_layer is None else (explainer.default_layer,)
+    order = {p: i for i, p in enumerate(explainer.spatial_layers())}
+    return tuple(sorted(set(chosen), key=lambda p: order.get(p, len(order))))
 
 
 def clean_options(values: dict) -> dict:
@@ -139,6 +156,16 @@ def compute(store: Store, registry, ctx: Context, methods, *, progress=None, can
     explainer = registry.explainer(ctx.model)
     stored = _image(store, ctx.image)
     layer = ctx.layer if _needs_layer(todo) else None
+    if layer is not None and len(layer) > 1:   # methods that take one layer say so; the rest share
+        for m in list(todo):                    # one pass (not one explain() call each)
+            try:
+                method_layer(explainer, METHODS[m], layer, True)
+            except ExplainError as error:
+                entries[m] = _error_entry(store, ctx, m, error)
+                todo.remove(m)
+        if not todo:
+            return entries
+        layer = layer if _needs_layer(todo) else None
     passes = sum(explainer.cost(todo, layer, **ctx.options).values())
     store.count("explain")
     log.info("explain model=%s layer=%s target=%s methods=%s", ctx.model, layer, ctx.target, ",".join(todo))
@@ -165,6 +192,7 @@ def compute(store: Store, registry, ctx: Context, methods, *, progress=None, can
             "method": m, "heatmap": result.heatmap.astype(np.float32), "raw": result.raw,
             "seconds": float(result.seconds), "target": int(result.target), "layer": result.layer,
             "warnings": list(result.warnings), "extra": result.extra, "signed": result.signed,
+            "mode": result.mode, "contrast": ctx.contrast if METHODS[m].needs_target else None,
         }
         store.put(ctx.key(m), entry)
         entries[m] = entry

@@ -1,6 +1,6 @@
 """Command line: explain one image with one model (`python -m explain`, see models.cli).
 
-    python -m explain IMAGE [--model NAME_OR_FILE] [--layer L] [--method M ...] [--target K]
+    python -m explain IMAGE [--model NAME_OR_FILE] [--layer L ...] [--method M ...] [--target K]
                             [--contrast K] [--option NAME=VALUE ...] [--out DIR]
 
 Writes METHOD.png (overlay) and METHOD.npy (heatmap) per method and summary.json (predictions,
@@ -34,7 +34,9 @@ def _parser(default_model: str | None) -> argparse.ArgumentParser:
     p.add_argument("--model", default=default_model, required=default_model is None,
                    help=f"registry name (your own models by name too) or a .keras/.h5 file "
                         f"(default: {default_model})")
-    p.add_argument("--layer", help="layer path for CAM methods, e.g. resnet50v2/conv5_block3_out")
+    p.add_argument("--layer", action="extend", nargs="+", metavar="L",
+                   help="layer path for CAM methods, e.g. resnet50v2/conv5_block3_out; several: "
+                        "the CAM family fuses their maps (mean of the per-layer normalised maps)")
     p.add_argument("--method", dest="methods", action="extend", nargs="+", metavar="M",
                    help=f"one or more of the methods below (default: {' '.join(DEFAULT_METHODS)})")
     p.add_argument("--target", type=int, help="class index to explain (default: the top-1 class)")
@@ -130,7 +132,8 @@ def _run(args, explainer_for) -> int:
         "image": str(args.image),
         "model": args.model,
         "image_size": list(image.shape[:2]),
-        "layer": args.layer or (sorted(layers)[0] if len(layers) == 1 else ex.default_layer),
+        "layer": " + ".join(args.layer) if args.layer
+        else (sorted(layers)[0] if len(layers) == 1 else ex.default_layer),
         "target": first.target,
         "target_label": ex.labels[first.target],
         "score": args.score,

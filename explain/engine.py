@@ -108,22 +108,28 @@ class Explainer:
         target None = top-1 of row 0. Returns (gradients, outputs, target)."""
         return self.passes.input_gradients(xb, target, score, guided, contrast)
 
-    def warmup(self, layer: str | None = None, methods: Sequence[str] = ("gradcam",)) -> None:
-        """Trace the passes `methods` need (default: the gradient CAMs) for `layer` now."""
+    def warmup(self, layer: str | Sequence[str] | None = None,
+               methods: Sequence[str] = ("gradcam",)) -> None:
+        """Trace the passes `methods` need (default: the gradient CAMs) for `layer` (a path, or
+        several: one pass taps them all) now."""
         chosen = self._methods(methods)
-        if layer is None and self._default_layer is None:   # no spatial layer: pixel methods only
+        given = _given(layer)
+        if not given and self._default_layer is None:   # no spatial layer: pixel methods only
             chosen = [m for m in chosen if not m.needs_layer]
-        lay = self._layer(layer) if any(m.needs_layer for m in chosen) else None
+        lay = self._layers(layer) if any(m.needs_layer for m in chosen) else None
         x = np.zeros((1, *self._size, self._channels), np.float32)
         self.passes.forward(x)
         use_cam = any("cam" in m.passes for m in chosen)
         for m in chosen:
             kinds = set(m.passes) | set(m.traces)
             if "cam" in kinds:
-                self.passes.layer_pass(x, lay, None)
-            tapped = planned_layer(self, m, lay, layer is not None)
-            if "acts" in kinds and not use_cam and tapped is not None:
-                self.passes.tap(x, tapped)
+                self.passes.layer_pass(x, lay if len(lay) > 1 else lay[0], None)
+            tapped = planned_layer(self, m, lay, given)
+            ours = lay is not None and tapped in (lay, lay[0])
+            if "acts" in kinds and tapped is not None and not (use_cam and ours):
+                self.passes.tap(x, lay if ours and len(lay) > 1 else tapped)
+            if isinstance(tapped, tuple):
+                continue
             if "ablate" in kinds and tapped is not None:   # the model resumed from the layer
                 self.passes.fn("ablate", tapped)
                 if self.graph.resume_plan(tapped).below:
@@ -139,28 +145,37 @@ class Explainer:
         order = np.argsort(-p)[: max(1, int(top))]
         return [Prediction(int(i), self._labels[i], float(p[i])) for i in order]
 
-    def cost(self, methods: Sequence[str], layer: str | None = None, **options) -> dict[str, int]:
+    def cost(self, methods: Sequence[str], layer: str | Sequence[str] | None = None,
+             **options) -> dict[str, int]:
         """Model passes each method adds, in order (a pass shared with an earlier method in the
-        list counts once), so sum(cost.values()) estimates the whole call."""
+        list counts once), so sum(cost.values()) estimates the whole call. Several layers share
+        one pass."""
         chosen = self._methods(methods)
         opts = check_options(options)
-        lay = self._layer(layer) if any(m.needs_layer for m in chosen) else None
-        return plan(self, chosen, opts, lay, layer is not None)[0]
+        lay = self._layers(layer) if any(m.needs_layer for m in chosen) else None
+        return plan(self, chosen, opts, lay, _given(layer))[0]
 
-    def explain(self, image: np.ndarray, methods: Sequence[str], layer: str | None = None,
+    def explain(self, image: np.ndarray, methods: Sequence[str],
+                layer: str | Sequence[str] | None = None,
                 target: int | None = None, *, score: str = "logit", counterfactual: bool = False,
                 contrast: int | None = None, progress: Callable[[float], None] | None = None,
                 cancel: Callable[[], bool] | None = None, **options) -> dict[str, MethodResult]:
         """Heatmaps for `methods` on a uint8 RGB image (target None = top-1 class; contrast B: explain
-        "why the target rather than B", score S_target - S_B)."""
+        "why the target rather than B", score S_target - S_B).
+
+        `layer`: a layer path, or several (layer fusion): a method that `fuses` (the CAM family)
+        then gives one map per layer, fused by explain.formulas.fuse, all layers tapped by one
+        pass; its result's `layer` is the paths joined with " + " in the model's order. A method
+        that takes one layer raises MethodNotApplicable."""
         chosen = self._methods(methods)
         opts = check_options(options)
         the_score = Score(score, target, contrast, bool(counterfactual)).checked(self.num_classes)
-        lay = self._layer(layer) if any(m.needs_layer for m in chosen) else None
+        lay = self._layers(layer) if any(m.needs_layer for m in chosen) else None
+        given = _given(layer)
         for m in chosen:   # fail before any work is done (CAM on a model without a GAP head)
-            if m.layer_of is not None:
-                method_layer(self, m, lay, layer is not None)
-        run = Run(self, image, lay, layer is not None, the_score, opts, progress, cancel)
+            if m.layer_of is not None or m.needs_layer:
+                method_layer(self, m, lay, given)
+        run = Run(self, image, lay, given, the_score, opts, progress, cancel)
         return run.execute(chosen)
 
     # -- validation --------------------------------------------------------------------------------
@@ -183,6 +198,16 @@ class Explainer:
                 raise LayerError("the model has no layer with a spatial output to explain")
             return self._default_layer
         return self.graph.resolve(layer)
+
+    def _layers(self, layer: str | Sequence[str] | None) -> tuple[str, ...]:
+        """One path or several -> validated paths, duplicates dropped, in the model's order (so
+        the same set is the same request); None or none: the default layer."""
+        if not _given(layer):
+            return (self._layer(None),)
+        if isinstance(layer, str):
+            return (self._layer(layer),)
+        order = {p: i for i, p in enumerate(self.graph.spatial_layers())}
+        return tuple(sorted({self._layer(str(p)) for p in layer}, key=lambda p: order.get(p, -1)))
 
     def cam_layer(self, layer: str | None = None) -> str:
         """The layer CAM uses: `layer`, or by default the one feeding the GAP + Dense head."""
@@ -223,3 +248,7 @@ class Explainer:
                 return None
             cur = nxt[0]
 
+
+def _given(layer) -> bool:
+    """Whether the caller chose a layer (a path, or a non-empty list of them)."""
+    return layer is not None and (isinstance(layer, str) or len(layer) > 0)

@@ -137,8 +137,14 @@ def saliency(grad):
 
 
 def attribution_map(attr):
-    """Pixel attribution summed over channels, absolute value (integrated gradients)."""
-    return np.abs(attr.sum(axis=-1)).astype(np.float32)
+    """Pixel attribution summed over channels, signed (integrated / expected gradients,
+    gradients x input): normalise with mode "magnitude" for the unsigned heatmap."""
+    return attr.sum(axis=-1).astype(np.float32)
+
+
+def gradient_x_input(x, grad):
+    """Gradients x input (Shrikumar et al. 2016; Ancona et al. 2018): sum_c x_c dS/dx_c."""
+    return attribution_map(np.asarray(x, np.float32) * grad)
 
 
 def resize(m: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
@@ -159,8 +165,10 @@ def normalize(raw: np.ndarray, size: tuple[int, int], mode: str = "relu",
     """Heatmap in [0, 1] at `size` from a raw map, plus the warnings a person needs.
 
     mode "relu": keep positive evidence (CAMs, occlusion), then divide by the max;
-    "abs": already non-negative (pixel maps), divide by the max; "minmax": signed maps without a
-    natural zero (Eigen-CAM, activations), stretched to [0, 1]. Never returns NaN.
+    "abs": already non-negative (pixel maps), divide by the max; "magnitude": signed maps shown
+    by their size, |raw| / max |raw| (integrated gradients: the sign stays in the raw map);
+    "minmax": signed maps without a natural zero (Eigen-CAM, activations), stretched to [0, 1].
+    Never returns NaN.
     Scaling happens at the map's own resolution, before the (convex, bilinear/area) resize, so
     it costs nothing at large image sizes; the resized map's max can be a hair below 1.
     `out`: a float32 (H, W) array to write into (the engine passes rows of one block).
@@ -173,6 +181,8 @@ def normalize(raw: np.ndarray, size: tuple[int, int], mode: str = "relu",
         return out, ["the map has non-finite values (NaN/inf): shown as zero"]
     if mode == "relu":
         m = np.maximum(m, 0)
+    elif mode == "magnitude":
+        m = np.abs(m)
     lo, hi = float(m.min()), float(m.max())
     scale = max(abs(lo), abs(hi))
     warnings = []
@@ -192,3 +202,35 @@ def normalize(raw: np.ndarray, size: tuple[int, int], mode: str = "relu",
         m = m * np.float32(1.0 / hi)
     resize(m, size, out)
     return np.clip(out, 0.0, 1.0, out=out), warnings
+
+
+def fuse(maps, size: tuple[int, int] | None = None, mode: str = "relu",
+         names=None) -> tuple[np.ndarray, list[str]]:
+    """One map from the maps of several layers: each normalised on its own (`normalize`: ReLU,
+    then scaled to [0, 1]; "minmax" maps stretched), resized to `size` (default: the finest map's
+    (h, w)), then averaged. Returns (fused map in [0, 1], warnings prefixed by the layer's name).
+
+    This is pytorch-grad-cam's multi-layer CAM (BaseCAM.compute_cam_per_layer, then
+    aggregate_multi_layers: per-layer ReLU + scaling, mean over layers, as in Jiang et al. 2021,
+    LayerCAM, sec. 3.3, who fuse the normalised maps of several stages). We take the mean, not
+    torch-cam's max (torchcam.methods._CAM.fuse_cams): the mean keeps what several layers agree on
+    and lets one layer's noisy peak count 1/n, while the max shows the union of every layer's
+    hot spots. pytorch-grad-cam's scaling subtracts the min before dividing by the max; after the
+    ReLU that min is 0 wherever the map has no positive evidence, and dividing by the max alone (as
+    `normalize` does) makes fusing one layer give exactly the unfused map.
+    """
+    maps = [np.asarray(m, np.float32) for m in maps]
+    if not maps:
+        raise ValueError("fuse needs at least one map")
+    if size is None:
+        size = max((m.shape for m in maps), key=lambda s: s[0] * s[1])
+    out = np.zeros(size, np.float32)
+    part = np.empty(size, np.float32)
+    warnings = []
+    for i, m in enumerate(maps):
+        _, w = normalize(m, size, mode, out=part)
+        out += part
+        name = names[i] if names is not None else f"layer {i + 1}"
+        warnings += [f"{name}: {x}" if len(maps) > 1 else x for x in w]
+    out *= np.float32(1.0 / len(maps))
+    return out, warnings

@@ -5,8 +5,11 @@ signatures (any batch size, the model's input size), kept as its concrete functi
 skips tf.function's per-call signature matching, ~0.5 ms, a tenth of a small model's pass):
 
 - ``cam``: one forward + backward to the layer -> activations A, gradients G, outputs, target,
-  and the layer's CAM head kernel (empty if it has none). All gradient CAMs share it.
-- ``tap``: forward only -> A, outputs, CAM head kernel (activations, Eigen-CAM, CAM, Score-CAM).
+  and the layer's CAM head kernel (empty if it has none). All gradient CAMs share it. Given a
+  tuple of layers (layer fusion), one forward + backward taps them all: A, G and the kernels are
+  then tuples, one entry per layer.
+- ``tap``: forward only -> A, outputs, CAM head kernel (activations, Eigen-CAM, CAM, Score-CAM);
+  a tuple of layers likewise in one forward.
 - ``grad`` / ``guided``: forward + backward to the input, batched (rows independent).
 - ``forward``: outputs only. ``blend``: batched masked forwards (explain.perturb).
 - ``ablate``: a batch of the layer's activations (n, h, w, K) -> outputs, the model resumed from
@@ -92,29 +95,37 @@ class Passes:
             def ablate(A, below):
                 return tf.cast(graph.run_from(layer, A, below), tf.float32)
             return ablate
-        head = self.cam_head(layer) if layer is not None else None
+        several = isinstance(layer, tuple)   # layer fusion: tap these layers in one pass
+        layers = layer if several else (layer,)
+        heads = [self.cam_head(p) if p is not None else None for p in layers]
 
-        def cam_weights():
+        def cam_weights(head):
             """The CAM head's Dense kernel (K, classes), read inside the pass (after it, a variable
             read costs CAM ~0.3 ms); empty when `layer` does not feed a GAP + Dense head."""
             return tf.cast(head.kernel, tf.float32) if head is not None else tf.zeros((0, 0))
 
+        def per_layer(values):
+            return tuple(values) if several else values[0]
+
         if kind == "tap":
             @tf.function(input_signature=[xs], autograph=False)
             def tap(x):
-                out, found = outputs(x, (layer,))
-                return found[layer], out, cam_weights()
+                out, found = outputs(x, layers)
+                return (per_layer([found[p] for p in layers]), out,
+                        per_layer([cam_weights(h) for h in heads]))
             return tap
         if kind == "cam":
             @tf.function(input_signature=[xs, ts, ts], autograph=False)
             def cam_pass(x, target, contrast):
                 with tf.GradientTape() as tape:
                     tape.watch(x)   # so frozen (non-trainable) models are still recorded
-                    out, found = outputs(x, (layer,))
+                    out, found = outputs(x, layers)
                     t = resolve(out, target)
                     s = total_score(out, t, contrast)
-                A = found[layer]
-                return A, tape.gradient(s, A), out, t, cam_weights()
+                A = [found[p] for p in layers]
+                G = tape.gradient(s, A)   # each dS/dA_i, through the layers above it
+                return (per_layer(A), per_layer(G), out, t,
+                        per_layer([cam_weights(h) for h in heads]))
             return cam_pass
         if kind in ("grad", "guided"):
             @tf.function(input_signature=[xs, ts, ts], autograph=False)
@@ -155,16 +166,22 @@ class Passes:
         g, out, t = fn(tf.constant(xb, tf.float32), _index(target), _index(contrast))
         return g.numpy(), out.numpy(), int(t)
 
-    def layer_pass(self, x: np.ndarray, layer: str, target: int | None, score: str = "logit",
+    def layer_pass(self, x: np.ndarray, layer: str | tuple[str, ...], target: int | None, score: str = "logit",
                    contrast: int | None = None):
-        """The ``cam`` pass: (A, G, outputs, target, CAM head kernel) for a batch."""
+        """The ``cam`` pass: (A, G, outputs, target, CAM head kernel) for a batch; for a tuple of
+        layers, A, G and the kernels are tuples (one pass taps them all)."""
         A, G, out, t, W = self.fn("cam", layer, score)(tf.constant(x, tf.float32), _index(target),
                                                         _index(contrast))
+        if isinstance(layer, tuple):
+            return tuple(a.numpy() for a in A), tuple(g.numpy() for g in G), out.numpy(), int(t), W
         return A.numpy(), G.numpy(), out.numpy(), int(t), W
 
-    def tap(self, x: np.ndarray, layer: str):
-        """The ``tap`` pass: (A, outputs, CAM head kernel)."""
+    def tap(self, x: np.ndarray, layer: str | tuple[str, ...]):
+        """The ``tap`` pass: (A, outputs, CAM head kernel); for a tuple of layers, A and the
+        kernels are tuples."""
         A, out, W = self.fn("tap", layer)(tf.constant(x, tf.float32))
+        if isinstance(layer, tuple):
+            return tuple(a.numpy() for a in A), out.numpy(), W
         return A.numpy(), out.numpy(), W
 
     def resumed_outputs(self, x: np.ndarray, layer: str, A: np.ndarray, channels, *,

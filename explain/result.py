@@ -26,3 +26,17 @@ class MethodResult:
     warnings: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     signed: bool = False           # raw's sign means evidence for (+) and against (-) the score
+    mode: str = "relu"             # how heatmap came from raw (explain.formulas.normalize)
+
+    def signed_map(self) -> np.ndarray:
+        """The map whose sign is the evidence for (+) or against (-) the score (see signed_map)."""
+        return signed_map(self.raw, self.extra)
+
+
+def signed_map(raw: np.ndarray, extra: dict | None = None) -> np.ndarray:
+    """The signed map of a result: LIME's signed superpixel weights (whatever its `lime_sign`
+    made of `raw`), else `raw` itself."""
+    extra = extra or {}
+    if extra.get("weights") is not None and extra.get("segments") is not None:
+        return np.asarray(extra["weights"], np.float32)[np.asarray(extra["segments"])]
+    return np.asarray(raw, np.float32)

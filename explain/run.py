@@ -21,25 +21,35 @@ from explain.result import MethodResult
 from explain.spec import Method, Score
 
 
-def method_layer(ex, m: Method, layer: str | None, layer_given: bool) -> str | None:
+def method_layer(ex, m: Method, layers: tuple[str, ...] | None,
+                 layer_given: bool) -> str | tuple[str, ...] | None:
     """The layer `m` works on: its own choice (CAM: the layer feeding the GAP head), else the
-    run's layer for layer methods, else None."""
+    run's layer for layer methods, else None. Given several layers (the run's, in the model's
+    order): the tuple for a method that `fuses`; MethodNotApplicable for one that takes one."""
+    if not m.needs_layer and m.layer_of is None:
+        return None
+    if layers is not None and len(layers) > 1 and (m.layer_of is not None or not m.fuses):
+        raise MethodNotApplicable(f"{m.name} takes one layer, not {len(layers)}: choose one "
+                                  "(only the methods that fuse several layers' maps take more)")
+    layer = layers[0] if layers else None
     if m.layer_of is not None:
         return m.layer_of(ex, layer if layer_given else None)
-    return layer if m.needs_layer else None
+    return layers if layers is not None and len(layers) > 1 else layer
 
 
-def plan(ex, methods: list[Method], opts: dict, layer: str | None, layer_given: bool):
+def plan(ex, methods: list[Method], opts: dict, layers: tuple[str, ...] | None, layer_given: bool):
     """Model evaluations each method adds, in order (a pass shared with an earlier method counts
-    once), and whether the layer's forward + backward pass runs (it then also supplies the
-    activations)."""
+    once), and whether the layers' forward + backward pass runs (it then also supplies the
+    activations). The run's layers share one pass, however many there are."""
     use_cam = any("cam" in m.passes for m in methods)
     done, cost = set(), {}
     for m in methods:
-        lay = planned_layer(ex, m, layer, layer_given)
+        lay = planned_layer(ex, m, layers, layer_given)
+        ours = lay is not None and set(lay if isinstance(lay, tuple) else (lay,)) <= set(layers or ())
         need = {}
         for p in m.passes:
-            key = ("cam" if use_cam and lay == layer else f"tap:{lay}") if p == "acts" else p
+            tap = f"tap:{layers if ours else lay}"
+            key = ("cam" if use_cam and ours else tap) if p == "acts" else p
             need[key] = 1
         if m.units is not None:
             need[m.id] = int(m.units(ex, opts, lay))
@@ -60,9 +70,9 @@ class Run:
     """Shared passes computed lazily once; the target is the one given, or the top-1 class that the
     first pass resolves (inside the compiled pass: no extra forward), then fixed for every method."""
 
-    def __init__(self, ex, image, layer, layer_given, score: Score, opts, progress, cancel):
+    def __init__(self, ex, image, layers, layer_given, score: Score, opts, progress, cancel):
         self.ex, self.passes = ex, ex.passes
-        self.layer, self.layer_given = layer, layer_given
+        self.layers, self.layer_given = layers, layer_given   # a tuple (model order), or None
         self.score, self.opts = score, opts
         self.target = score.target
         self.pix = ex.pixels(image)   # validates the image first
@@ -123,30 +133,46 @@ class Run:
         return self.ex.to_input(self.fill(how, blur_sigma, rng)[None])
 
     # -- shared passes -----------------------------------------------------------------------------
+    def _group(self, layer):
+        """What one pass taps to serve `layer`: all the run's layers when it is one of them (layer
+        fusion: one pass for all), else the layer alone; as a pass key (str, or a tuple)."""
+        if self.layers is not None and len(self.layers) > 1 and layer in self.layers:
+            return self.layers
+        return layer
+
     def cam_pass(self, layer):
-        """(A, G) of the clean image at `layer` (forward + backward; one per layer and call)."""
+        """(A, G) of the clean image at `layer` (forward + backward; one per call serves all the
+        run's layers)."""
         key = ("cam", layer)
         if key not in self._cache:
             self.check()
-            A, G, out, t, W = self.passes.layer_pass(self.x, layer, self.target, self.score.kind,
+            group = self._group(layer)
+            A, G, out, t, W = self.passes.layer_pass(self.x, group, self.target, self.score.kind,
                                                      self.score.contrast)
             self._got(t, out[0])
-            self._cache[key] = (A[0], G[0])
-            self.cam_weights[layer] = W
+            if not isinstance(group, tuple):
+                group, A, G, W = (group,), (A,), (G,), (W,)
+            for p, a, g, w in zip(group, A, G, W):
+                self._cache[("cam", p)] = (a[0], g[0])
+                self.cam_weights[p] = w
             self.advance(1)
         return self._cache[key]
 
     def acts(self, layer):
         """Activations A at `layer`: from the gradient pass when it runs anyway, else a tap."""
-        if self.use_cam and layer == self.layer:
+        if self.use_cam and self.layers is not None and layer in self.layers:
             return self.cam_pass(layer)[0]
         key = ("tap", layer)
         if key not in self._cache:
             self.check()
-            A, out, W = self.passes.tap(self.x, layer)
-            self.cam_weights[layer] = W
+            group = self._group(layer)
+            A, out, W = self.passes.tap(self.x, group)
+            if not isinstance(group, tuple):
+                group, A, W = (group,), (A,), (W,)
+            for p, a, w in zip(group, A, W):
+                self._cache[("tap", p)] = a[0]
+                self.cam_weights[p] = w
             self._got(int(np.argmax(out[0])), out[0])
-            self._cache[key] = A[0]
             self.advance(1)
         return self._cache[key]
 
@@ -205,7 +231,7 @@ class Run:
 
     # -- driver ------------------------------------------------------------------------------------
     def execute(self, methods: list[Method]) -> dict[str, MethodResult]:
-        cost, self.use_cam = plan(self.ex, methods, self.opts, self.layer, self.layer_given)
+        cost, self.use_cam = plan(self.ex, methods, self.opts, self.layers, self.layer_given)
         self._total = max(1, sum(cost.values()))
         if self._progress is not None:
             self._progress(0.0)
@@ -216,17 +242,41 @@ class Run:
         for i, m in enumerate(methods):
             self.check()
             t0 = time.perf_counter()
-            layer = method_layer(self.ex, m, self.layer, self.layer_given)
-            raw, mode, extra = m.compute(self, layer)
+            layer = method_layer(self.ex, m, self.layers, self.layer_given)
+            if isinstance(layer, tuple):
+                raw, mode, extra = self._fused(m, layer)
+                layer = " + ".join(layer)
+            else:
+                raw, mode, extra = m.compute(self, layer)
             warnings = list(extra.pop("warnings", []))
             heatmap, w2 = F.normalize(raw, self.out_hw, mode, out=heatmaps[i])
             warnings += w2 + self._score_warnings(m)
             results[m.id] = MethodResult(m.id, heatmap, np.asarray(raw, np.float32),
                                          time.perf_counter() - t0, int(self.target), layer, warnings, extra,
-                                         signed=m.signed)
+                                         signed=self.signed(m, mode), mode=mode)
         self._done = self._total
         self._report()
         return results
+
+    def _fused(self, m: Method, layers: tuple[str, ...]):
+        """`m`'s map at each layer (their passes shared), fused (explain.formulas.fuse); extra
+        "layers" names them, "per_layer" holds each layer's extra."""
+        raws, warnings, extras = [], [], {}
+        for p in layers:
+            raw, mode, extra = m.compute(self, p)
+            warnings += [f"{p}: {w}" for w in extra.pop("warnings", [])]
+            raws.append(raw)
+            extras[p] = extra
+        fused, w = F.fuse(raws, mode=mode, names=layers)
+        extra = {"layers": list(layers), "warnings": warnings + w}
+        if any(extras.values()):
+            extra["per_layer"] = extras
+        return fused, "abs", extra
+
+    def signed(self, m: Method, mode: str) -> bool:
+        """Declared signed, or run with a contrast B on a map with a sign (not an |.| map): the
+        score S_target - S_B makes negative values evidence for B."""
+        return m.signed or (self.score.contrast is not None and m.needs_target and mode == "relu")
 
     def _score_warnings(self, m: Method) -> list[str]:
         w = []

@@ -112,7 +112,8 @@ class Method:
     """One explanation method. `compute(run)` returns (raw map, normalisation mode, extra):
     mode "relu" (positive evidence), "abs" (already non-negative) or "minmax" (no natural zero);
     extra may hold "warnings". `units(ex, opts, layer)` is the model evaluations it adds beyond the
-    shared `passes` (its cost model)."""
+    shared `passes` (its cost model). `fuses`: given several layers, the engine computes its map at
+    each and fuses them (explain.formulas.fuse); a method without it takes one layer only."""
 
     id: str
     name: str
@@ -133,6 +134,7 @@ class Method:
     scale_group: str | None = None  # maps of one group share units, so a shared scale is fair
     slow: bool = False           # runs as a background job in the app
     layer_of: Callable | None = field(default=None, repr=False, compare=False)  # (ex, layer, given)
+    fuses: bool = False          # several layers: one map per layer, fused (formulas.fuse); else one
 
     def __post_init__(self):
         unknown = set(self.passes) - set(PASSES) | set(self.traces) - {"grad", "blend", "ablate"}

@@ -17,7 +17,18 @@ from dash import dcc, html
 HOVER_CELLS = 32
 TITLE_HEIGHT = 42  # px above the image: the title's two lines, beside the (short) mode bar
 _COLORSCALES = {"jet": "Jet", "turbo": "Turbo", "viridis": "Viridis", "inferno": "Inferno",
-                "magma": "Magma", "plasma": "Plasma", "hot": "Hot", "gray": "Greys"}
+                "magma": "Magma", "plasma": "Plasma", "cividis": "Cividis", "hot": "Hot", "gray": "Greys"}
+
+
+def _colorscale(name: str):
+    """Plotly's colour scale for a colormap name; a diverging one (explain.render.DIVERGING) as the
+    same anchors, so the colour bar matches the picture."""
+    from explain.render import DIVERGING
+
+    if name in DIVERGING:
+        anchors = DIVERGING[name]
+        return [[i / (len(anchors) - 1), c] for i, c in enumerate(anchors)]
+    return _COLORSCALES.get(name, "Jet")
 
 
 @dataclass
@@ -37,6 +48,7 @@ class Panel:
     hover_text: list | None = None         # optional per-cell text (feature-map channel names)
     colormap: str = "jet"
     colorbar: bool = True
+    signed: bool = False           # hover values and colour bar run from -1 to 1 (a diverging map)
     warnings: list[str] = field(default_factory=list)
     filename: str = "camlens"
     revision: str = ""
@@ -70,8 +82,8 @@ def image_figure(panel: Panel) -> go.Figure:
         dx, dy = w / cols, h / rows
         z = np.round(panel.hover, 3)
         figure.add_trace(go.Heatmap(
-            z=z, x0=dx / 2, dx=dx, y0=dy / 2, dy=dy, opacity=0, zmin=0, zmax=1,
-            colorscale=_COLORSCALES.get(panel.colormap, "Jet"), showscale=panel.colorbar,
+            z=z, x0=dx / 2, dx=dx, y0=dy / 2, dy=dy, opacity=0, zmin=-1 if panel.signed else 0, zmax=1,
+            colorscale=_colorscale(panel.colormap), showscale=panel.colorbar,
             colorbar={"thickness": 10, "len": 0.9, "outlinewidth": 0, "tickfont": {"size": 9}, "x": 1.0,
                       "xpad": 4},
             text=panel.hover_text, name="",
@@ -151,10 +163,12 @@ def message_card(method: str, name: str, text: str, color: str = "warning", icon
     )
 
 
-def prediction_figure(rows: list[dict], target: int | None) -> go.Figure:
-    """Top-k probabilities as horizontal bars, the explained class highlighted; click a bar to pick it."""
+def prediction_figure(rows: list[dict], target: int | None, contrast: int | None = None) -> go.Figure:
+    """Top-k probabilities as horizontal bars, the explained class highlighted (the "rather than"
+    class in orange); click a bar to pick it."""
     rows = list(reversed(rows))  # plotly draws the first category at the bottom
-    colors = ["#0d6efd" if r["index"] == target else "#adb5bd" for r in rows]
+    colors = ["#0d6efd" if r["index"] == target else "#fd7e14" if r["index"] == contrast else "#adb5bd"
+              for r in rows]
     figure = go.Figure(go.Bar(
         x=[r["probability"] for r in rows],
         y=[_short(r["label"]) for r in rows],

@@ -21,11 +21,14 @@ DEFAULTS = {
     "scale": "map",
     "score": "logit",
     "cf": False,
+    "signed": False,
+    "bar": "target",
 }
 
 VIEWS = [{"label": "Overlay", "value": "overlay"}, {"label": "Heatmap only", "value": "heatmap"}]
 SCALES = [{"label": "Per map", "value": "map"}, {"label": "Shared", "value": "shared"}]
 SCORES = [{"label": "Logit", "value": "logit"}, {"label": "Probability", "value": "probability"}]
+BAR_SETS = [{"label": "class", "value": "target"}, {"label": "rather than", "value": "contrast"}]
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,9 @@ def model_section(catalog: Catalog):
                        outline=True, title="Model card", n_clicks=0),
         ], className="flex-nowrap"),
         html.Div(id="model-info", className="form-text"),
-        html.Label("Layer", htmlFor="layer", className="form-label small mt-2 mb-1"),
-        dcc.Dropdown(id="layer", options=[], value=None, clearable=False, searchable=True,
+        html.Label("Layer", htmlFor="layer", className="form-label small mt-2 mb-1",
+                   title="Pick several layers to fuse the CAMs' maps (mean of the per-layer maps)"),
+        dcc.Dropdown(id="layer", options=[], value=[], multi=True, clearable=True, searchable=True,
                      placeholder="Layer (spatial output)"),
         dbc.Modal([
             dbc.ModalHeader(dbc.ModalTitle(id="model-card-title")),
@@ -159,6 +163,12 @@ def display_section(catalog: Catalog):
             dbc.RadioItems(id="scale", options=SCALES, value=DEFAULTS["scale"], inline=True, class_name="small d-inline"),
         ], title="Per map stretches every map to its own maximum; shared keeps one scale per method "
                   "family, so a map that is near zero looks near zero."),
+        html.Div(dbc.Switch(id="signed", label="Signed: red for, blue against", value=DEFAULTS["signed"],
+                            class_name="small mb-0 mt-1", label_class_name="small"),
+                 title="Maps with a sign (integrated / expected gradients, gradients × input, LIME, "
+                       "SHAP, and any map explained against a “rather than” class) drawn from -1 to 1 "
+                       "on a diverging scale: red raised the score, blue lowered it. Other maps "
+                       "are drawn as before."),
     )
 
 
@@ -212,6 +222,16 @@ def target_controls():
         html.Label("Explain the class", htmlFor="target", className="form-label small mb-1"),
         dcc.Dropdown(id="target", options=[], value=None, clearable=False, searchable=True,
                      placeholder="Top-1 class"),
+        html.Label("Rather than", htmlFor="contrast", className="form-label small mt-2 mb-1",
+                   title="Why this class and not another one: the score becomes S(class) - S(rather "
+                         "than), so a map shows what tells the two apart."),
+        dcc.Dropdown(id="contrast", options=[], value=None, clearable=True, searchable=True,
+                     placeholder="No other class"),
+        html.Div([
+            html.Span("Clicking a bar sets", className="small me-2"),
+            dbc.RadioItems(id="bar-sets", options=BAR_SETS, value=DEFAULTS["bar"], inline=True,
+                           class_name="small d-inline"),
+        ], className="mt-1"),
         html.Div([
             dbc.RadioItems(id="score", options=SCORES, value=DEFAULTS["score"], inline=True,
                            class_name="small me-3 d-inline-block"),

@@ -56,7 +56,7 @@ def _expected_gradients(run, layer):
     sigma = float(o["eg_noise"]) * float(run.x.max() - run.x.min() or 1.0)
     attr = EG.attributions(run.x[0], bg, n, sigma, run.method_rng("expected-gradients"), run.gradients_of,
                            batch_size=o["batch_size"], progress=run.sub_progress(n), cancel=run._cancel)
-    return F.attribution_map(attr), "abs", {"samples": n, "backgrounds": len(bg)}
+    return F.attribution_map(attr), "magnitude", {"samples": n, "backgrounds": len(bg)}
 
 
 def _budget(name):
@@ -84,7 +84,7 @@ METHODS = (
                            "negative.", page_max=50),
                     Option("lime_kernel_width", 0.25, "LIME: proximity kernel width (cosine distance).",
                            kind=float, shown=False)),
-           uses=("seed",), scale_group="perturbation", slow=True),
+           uses=("seed",), signed=True, scale_group="perturbation", slow=True),
     Method("shap", "SHAP (partition)",
            "Shares the score fairly among regions of the photo (game theory), coarse to fine.",
            "Lundberg & Lee 2017, A Unified Approach to Interpreting Model Predictions (the shap "
@@ -95,7 +95,7 @@ METHODS = (
                            "best-first).", lo=1, page_max=20000),
                     Option("shap_fill", "blur", "SHAP: what hides pixels: blur, grey, black, mean.",
                            kind=str, choices=("blur", "grey", "black", "mean"))),
-           uses=("seed", "batch_size"), scale_group="perturbation", slow=True),
+           uses=("seed", "batch_size"), signed=True, scale_group="perturbation", slow=True),
     Method("rise", "RISE", "Shows the model thousands of randomly masked copies; regions present when "
            "the score is high light up.",
            "Petsiuk et al. 2018, RISE: Randomized Input Sampling for Explanation of Black-box Models",
@@ -123,5 +123,5 @@ METHODS = (
                            "image array.", kind=str, choices=("scenes", "samples")),
                     Option("eg_noise", 0.0, "Expected gradients: noise std added to the image (fraction "
                            "of the input range; GradientSHAP's local smoothing).", kind=float)),
-           uses=("seed",), scale_group="pixel", slow=True),
+           uses=("seed",), signed=True, scale_group="pixel", slow=True),
 )

@@ -20,7 +20,8 @@ def gradient_cam(id, name, plain, paper, formula, fn, **flags) -> Method:
     """A CAM computed from A and G by `fn`: declaring one is its formula plus these words."""
     return Method(id, name, plain, paper, formula, "cam",
                   compute=lambda run, layer: (fn(*signed_gradients(run, layer)), "relu", {}),
-                  passes=("cam",), needs_layer=True, counterfactual=True, scale_group="cam", **flags)
+                  passes=("cam",), needs_layer=True, counterfactual=True, scale_group="cam", fuses=True,
+                  **flags)
 
 
 def _cam(run, layer):
@@ -79,7 +80,7 @@ METHODS = (
            "The main pattern of activations times gradients: class-specific, less noisy.",
            "Eigen-Grad-CAM (pytorch-grad-cam); Muhammad & Yeasin 2020's Eigen-CAM on A * G",
            "map = first principal component of (A * G)", "cam", compute=_eigengradcam, passes=("cam",),
-           needs_layer=True, counterfactual=True),
+           needs_layer=True, counterfactual=True, fuses=True),
     Method("cam", "CAM", "The model's own class weights on the last feature maps (needs a GAP head).",
            "Zhou et al. 2016, Learning Deep Features for Discriminative Localization",
            "map = relu(sum_k W_kc A_k), W the Dense weights after global average pooling", "cam",
@@ -89,7 +90,7 @@ METHODS = (
            "The strongest pattern in the layer's features; the same for every class.",
            "Muhammad & Yeasin 2020, Eigen-CAM: Class Activation Map using Principal Components",
            "map = A projected on its first principal component", "cam", compute=_eigencam,
-           passes=("acts",), needs_layer=True, needs_target=False),
+           passes=("acts",), needs_layer=True, needs_target=False, fuses=True),
     Method("activations", "Activations", "What the chosen layer responds to, for any class.",
            "the layer's feature maps (mean, and the strongest channels)", "map = mean_k A_k", "cam",
            compute=_activations, passes=("acts",), needs_layer=True, needs_target=False,

@@ -61,7 +61,11 @@ def _integrated_gradients(run, layer):
     if err > 0.05:
         warnings.append(f"the map accounts for only {1 - err:.0%} of the score's change from the "
                         "blank image (completeness); more path steps (ig_steps) make it exact")
-    return F.attribution_map(attr), "abs", {"completeness_error": err, "warnings": warnings}
+    return F.attribution_map(attr), "magnitude", {"completeness_error": err, "warnings": warnings}
+
+
+def _gradient_x_input(run, layer):
+    return F.gradient_x_input(run.x[0], run.input_grad()), "magnitude", {}
 
 
 METHODS = (
@@ -88,7 +92,14 @@ METHODS = (
                            page_max=256),
                     Option("ig_baseline", "black", "Integrated gradients: baseline image: black, grey, "
                            "mean, blur, noise.", kind=str, choices=("black", "grey", "mean", "blur", "noise"))),
-           uses=("seed",), scale_group="pixel", slow=True),
+           uses=("seed",), signed=True, scale_group="pixel", slow=True),
+    Method("gradient-x-input", "Gradients × input",
+           "Each pixel's value times how much the score reacts to it: which pixels pushed it up or down.",
+           "Shrikumar et al. 2016, Not Just a Black Box: Learning Important Features Through "
+           "Propagating Activation Differences; Ancona et al. 2018, Towards better understanding of "
+           "gradient-based attribution methods for Deep Neural Networks",
+           "map = |sum_c x_c * dS/dx_c| (x the model input; signed before the |.|)", "pixel",
+           compute=_gradient_x_input, passes=("grad",), signed=True, scale_group="pixel"),
     Method("guided-backprop", "Guided backprop",
            "Gradients that only follow positive signals: sharp edges of what the model saw.",
            "Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net",

@@ -224,3 +224,60 @@ def test_a_real_photo_gets_the_photo_model_and_a_scene_model_warns(camlens, unti
     page.click("#domain-switch")
     page.duo.wait_for_contains_text("#model", "EfficientNet-Lite0", timeout=20)
     assert until(lambda: not visible(page, "#domain-alert"), timeout=20)
+
+
+def test_picking_a_second_layer_fuses_the_cams(camlens, images):
+    page = camlens.open("?model=tiny-gap.keras")
+    page.upload(images["small"])
+    assert "conv_a" not in page.figures(1)[0]
+    page.choose("#layer", "conv_a")
+    deadline, titles = time.time() + 30, []
+    while time.time() < deadline and not any("conv_a + conv_b" in t for t in titles):
+        titles = page.titles()
+        time.sleep(0.2)
+    assert len(titles) == 1 and titles[0].startswith("Grad-CAM") and "conv_a + conv_b" in titles[0], titles
+    assert "layer=conv_b,conv_a" in page.duo.driver.current_url
+    assert page.duo.get_logs() == []
+
+
+def test_a_rather_than_class_from_the_list_or_a_bar_and_the_signed_display(camlens, images):
+    """Picking a "rather than" class redraws the map for "A rather than B" (its subtitle names both
+    and the URL keeps it); the signed display says what red and blue mean; a bar click can set the
+    contrast; the explained class itself is refused with a message."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    classes = ["car", "bus", "truck"]
+    page = camlens.open("?model=tiny-gap.keras")
+    page.upload(images["small"])
+    target = page.figures(1)[0].split(" · ")[-1]
+    assert target in classes
+    others = [c for c in classes if c != target]
+    page.choose("#contrast", f"{classes.index(others[0])}: {others[0]}")
+    deadline = time.time() + 20
+    while time.time() < deadline and not page.titles()[0].endswith(f"{target} rather than {others[0]}"):
+        time.sleep(0.2)
+    assert page.titles()[0].endswith(f"{target} rather than {others[0]}"), page.titles()
+    assert f"contrast={classes.index(others[0])}" in page.duo.driver.current_url
+
+    page.click("#signed")
+    deadline = time.time() + 15
+    while time.time() < deadline and not page.titles()[0].endswith(f"red: for {target}, blue: for {others[0]}"):
+        time.sleep(0.2)
+    assert page.titles()[0].endswith(f"red: for {target}, blue: for {others[0]}"), page.titles()
+    assert "signed=1" in page.duo.driver.current_url
+
+    # A bar click with "Clicking a bar sets: rather than" fills the contrast, not the class.
+    page.click("#bar-sets input[value=contrast]")
+    labels = [t.text for t in page.duo.find_elements("#predictions .ytick text")]
+    bars = page.duo.find_elements("#predictions .bars .point")
+    bar = bars[labels.index(others[1])]
+    ActionChains(page.duo.driver).move_to_element(bar).click().perform()
+    deadline = time.time() + 20
+    while time.time() < deadline and not page.titles()[0].endswith(f"blue: for {others[1]}"):
+        time.sleep(0.2)
+    assert page.titles()[0].endswith(f"red: for {target}, blue: for {others[1]}"), page.titles()
+
+    # The explained class itself as "rather than": refused, with a message.
+    page.choose("#contrast", f"{classes.index(target)}: {target}")
+    page.duo.wait_for_contains_text("#alerts", "must be another class", timeout=20)
+    assert page.duo.get_logs() == []

@@ -116,7 +116,7 @@ def test_url_state_round_trip_and_bad_values_are_ignored():
     assert {k: v for k, v in parsed.items() if k != "methods"} == {k: v for k, v in values.items() if k != "methods"}
     assert urlstate.build({"model": "m", "methods": ["gradcam"], "cmap": "jet", "opacity": 0.5}) == "?model=m"
     assert urlstate.parse("?methods=nope,gradcam++&opacity=lots&cmap=rainbow&view=3d") == {"methods": ["gradcam++"]}
-    assert urlstate.parse("?opacity=7")["opacity"] == 1.0
+    assert urlstate.parse("?opacity=7")["opacity"] == pytest.approx(1.0)
 
 
 def test_healthz_lists_the_available_models(deps):
@@ -220,3 +220,55 @@ def test_contrast_and_counterfactual_change_the_computed_maps(deps, images):
     for m in ("gradcam", "hirescam"):
         assert not np.allclose(plain[m]["raw"], against[m]["raw"]), m
     np.testing.assert_array_equal(plain["eigencam"]["raw"], versus["eigencam"]["raw"])
+
+
+def test_the_set_of_layers_is_part_of_the_cache_key_and_fused_maps_are_cached(deps, images):
+    one = work.Context(image="i", model="m", layer=("a",), target=0)
+    assert work.Context(image="i", model="m", layer="a", target=0).key("gradcam") == one.key("gradcam")
+    assert one.key("gradcam") != work.Context(image="i", model="m", layer=("a", "b"), target=0).key("gradcam")
+    assert one.key("gradients") == work.Context(image="i", model="m", layer=("a", "b"), target=0).key("gradients")
+    # the page's selection, in any order, is the model's order; none chosen is the default layer
+    assert work.layers_for(deps.registry, "tiny-gap.keras", ["conv_b", "conv_a"]) == ("conv_a", "conv_b")
+    assert work.layers_for(deps.registry, "tiny-gap.keras", []) == ("conv_b",)
+    stored = work.upload(deps.store, images["small"].read_bytes(), deps.limits)
+    ctx = work.Context(image=stored.key, model="tiny-gap.keras", layer=("conv_a", "conv_b"), target=1)
+    before = deps.store.counts().get("explain", 0)
+    entries = work.compute(deps.store, deps.registry, ctx, ["gradcam", "cam", "gradients"])
+    assert entries["gradcam"]["layer"] == "conv_a + conv_b" and entries["gradcam"]["extra"]["layers"] == ["conv_a", "conv_b"]
+    assert "takes one layer" in entries["cam"]["error"] and "error" not in entries["gradients"]
+    assert deps.store.counts().get("explain", 0) == 1 + before   # CAM's error did not split the call
+    calls = deps.store.counts().get("explain", 0)
+    assert work.compute(deps.store, deps.registry, ctx, ["gradcam", "cam", "gradients"]).keys() == entries.keys()
+    assert deps.store.counts().get("explain", 0) == calls   # all three from the cache
+    assert urlstate.build({"model": "m", "layer": ["conv_a", "conv_b"]}) == "?model=m&layer=conv_a,conv_b"
+    assert urlstate.parse("?layer=conv_a,conv_b")["layer"] == "conv_a,conv_b"
+
+
+def test_results_zip_keeps_several_layers(deps, images):
+    stored = work.upload(deps.store, images["small"].read_bytes(), deps.limits)
+    ctx = work.Context(image=stored.key, model="tiny-gap.keras", layer=("conv_a", "conv_b"), target=2)
+    work.compute(deps.store, deps.registry, ctx, ["gradcam"])
+    token = deps.store.put_record({
+        "image": stored.key, "name": "small.png", "model": "tiny-gap.keras", "layer": ["conv_a", "conv_b"],
+        "target": 2, "score": "logit", "counterfactual": False, "options": {}, "methods": ["gradcam"],
+        "display": {"cmap": "jet", "opacity": 0.5, "view": "overlay", "scale": "map"}})
+    archive = zipfile.ZipFile(io.BytesIO(deps.app.server.test_client().get(f"/download/{token}.zip").data))
+    record = json.loads(archive.read("record.json"))
+    assert record["layer"] == "conv_a + conv_b" and record["layers"] == ["conv_a", "conv_b"]
+    assert record["methods"]["gradcam"]["layer"] == "conv_a + conv_b"
+    assert "--layer conv_a conv_b" in record["reproduce"]
+
+
+@pytest.mark.parametrize("cmap, opacity, view, scale, message", [
+    ("rainbow", 0.5, "overlay", "map", "Unknown colormap"),
+    ("jet", "abc", "overlay", "map", "Opacity"),
+    ("jet", float("nan"), "overlay", "map", "Opacity"),
+    ("jet", 3, "overlay", "map", "Opacity"),
+    ("jet", 0.5, "3d", "map", "Unknown view"),
+    ("jet", 0.5, "overlay", "log", "colour scale"),
+])
+def test_forged_display_values_get_a_plain_message(cmap, opacity, view, scale, message):
+    with pytest.raises(ExplainError, match=message):
+        render.clean_display(cmap, opacity, view, scale)
+    assert render.clean_display(None, None, None, None) == {"cmap": "jet", "opacity": 0.5, "view": "overlay",
+                                                            "scale": "map", "signed": False}

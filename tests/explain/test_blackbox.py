@@ -164,15 +164,20 @@ def test_ridge_matches_sklearn():
 
 def test_expected_gradients_with_one_background_is_exact():
     """A linear score has a constant gradient w, so with a single background b every sample gives
-    (x - b) . w: the map is |sum over channels| of it, whatever alpha was drawn."""
+    (x - b) . w: the raw map is its (signed) sum over channels, the heatmap its size, whatever
+    alpha was drawn."""
     model = linear_model()
     ex = Explainer(model, preprocess=lambda x: x / 255.0)
     rng = np.random.default_rng(2)
     image, back = (rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(2))
     r = ex.explain(image, ["expected-gradients"], target=0, eg_background=back[None], eg_samples=5)
     w = model.layers[-1].kernel.numpy()[:, 0].reshape(8, 8, 3)
-    expected = np.abs(((image / 255.0 - back / 255.0) * w).sum(axis=-1))
+    expected = ((image / 255.0 - back / 255.0) * w).sum(axis=-1)
+    assert (expected > 0).any() and (expected < 0).any()
     np.testing.assert_allclose(r["expected-gradients"].raw, expected, rtol=1e-4, atol=1e-6)
+    assert r["expected-gradients"].signed
+    np.testing.assert_allclose(r["expected-gradients"].heatmap, np.abs(expected) / np.abs(expected).max(),
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_same_seed_same_result(region):
@@ -200,7 +205,7 @@ def test_progress_cost_and_cancel(region, method):
     assert cost == {method: BUDGET[option] + 1}
     seen = []
     ex.explain(image, [method], progress=seen.append, **BUDGET)
-    assert seen[0] == 0.0 and seen[-1] == 1.0 and all(b >= a for a, b in zip(seen, seen[1:]))
+    assert seen[0] == pytest.approx(0.0) and seen[-1] == pytest.approx(1.0) and all(b >= a for a, b in zip(seen, seen[1:]))
     assert len(seen) >= 4   # per batch of 16
     polls = []
     with pytest.raises(Cancelled):

@@ -100,3 +100,26 @@ def test_python_dash_m_entry_point(files, tmp_path):
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "o" / "hirescam.png").is_file() and (tmp_path / "o" / "summary.json").is_file()
+
+
+def test_cli_new_methods_on_a_nested_transfer_model(files, tmp_path):
+    """CNN Fixations, Ablation-CAM and Eigen-Grad-CAM from the command line on a transfer model: a
+    Keras application nested as one layer under a new head (the layer path names the inner layer)."""
+    import keras
+
+    d, _, image = files
+    base = keras.applications.MobileNet(weights=None, include_top=False, input_shape=(64, 64, 3), alpha=0.25)
+    inputs = keras.Input((64, 64, 3))
+    outputs = keras.layers.Dense(3, activation="softmax", name="head")(
+        keras.layers.GlobalAveragePooling2D()(base(inputs)))
+    path = tmp_path / "transfer.keras"
+    keras.Model(inputs, outputs).save(path)
+    out = tmp_path / "out"
+    code = run([str(image), "--model", str(path), "--method", "cnn-fixations", "ablationcam", "eigengradcam",
+                "--layer", f"{base.name}/conv_pw_13_relu", "--option", "ablationcam_top_k=8", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"cnn-fixations", "ablationcam", "eigengradcam"}
+    for m in summary["methods"]:
+        heat = np.load(out / f"{m}.npy")
+        assert heat.shape == (30, 45) and np.isfinite(heat).all()

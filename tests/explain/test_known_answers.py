@@ -53,6 +53,22 @@ def test_hand_computed_cams():
     assert all(res.target == 0 and res.layer == "conv" for res in r.values())
 
 
+def test_hand_computed_eigen_grad_cam():
+    """Eigen-Grad-CAM: the first principal component of A * G. Here A_R * G_R = [[10, 0], [0, 80]]
+    and A_G * G_G = -5 everywhere, which centring removes: the component is the R channel, and
+    the map is A_R * G_R minus its mean 22.5, signed to agree with mean_k(A * G) (positive here).
+    The counterfactual (-G) flips it."""
+    image = np.zeros((2, 2, 3), np.uint8)
+    image[..., 0] = [[10, 0], [0, 20]]
+    image[..., 1] = 5
+    ex = Explainer(hand_model())
+    r = ex.explain(image, ["eigengradcam"], target=0)["eigengradcam"]
+    np.testing.assert_allclose(r.raw, [[-12.5, -22.5], [-22.5, 57.5]], rtol=1e-5)
+    np.testing.assert_allclose(r.heatmap, [[0, 0], [0, 1]], atol=1e-6)
+    cf = ex.explain(image, ["eigengradcam"], target=0, counterfactual=True)["eigengradcam"]
+    np.testing.assert_allclose(cf.raw, -r.raw, rtol=1e-5)
+
+
 def test_gradcam_equals_cam_up_to_scale_on_gap_dense(gap_explainer, rng):
     image = random_image(rng, 40, 30)
     r = gap_explainer.explain(image, ["cam", "gradcam"])

@@ -76,7 +76,7 @@ def test_each_family_preprocesses_its_own_way(spec):
 
     px = np.full((1, 2, 2, 3), 255.0, np.float32)
     out = preprocess_fn(spec)(px)
-    assert px.max() == 255.0  # the caller's array is untouched
+    assert px.max() == pytest.approx(255.0)  # the caller's array is untouched
     expected = {"x / 127.5 - 1": 1.0, "none (the model rescales itself)": 255.0}
     if spec.preprocessing in expected:
         assert np.allclose(out, expected[spec.preprocessing])
