@@ -26,4 +26,5 @@ USER camlens
 EXPOSE 8050
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8050/healthz', timeout=4)"
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:server"]
+# waitress (serve.py): whole requests are read before an app thread sees them; 413 over the size limit.
+CMD ["python", "serve.py"]

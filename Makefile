@@ -24,9 +24,10 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(PY) app.py $(ARGS)
 
-# Production-style serving (see README: workers and threads).
+# Production serving: waitress reads whole requests before an app thread sees them, so slow or
+# stalled clients cannot hold the threads (serve.py and README "Production serving" say why).
 serve: $(VENV)/.runtime
-	$(VENV)/bin/gunicorn --config gunicorn.conf.py app:server
+	$(PY) serve.py
 
 browser:
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \

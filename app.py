@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -35,6 +36,41 @@ def _optional_path(raw: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
+def default_cache_dir() -> Path:
+    """This user's own cache folder: $XDG_CACHE_HOME/camlens, else ~/.cache/camlens (under a home
+    folder no one else can write), else <tmp>/camlens-<uid> when the home is not writable. Never a
+    shared name in /tmp that another user could create first."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "camlens"
+    home = Path("~").expanduser()
+    if os.access(home, os.W_OK):
+        return home / ".cache" / "camlens"
+    return Path(tempfile.gettempdir()) / f"camlens-{os.getuid()}"
+
+
+def private_folder(path: Path) -> Path:
+    """`path`, created owner-only (0700) when missing; an existing one must be a real folder owned
+    by this user and writable by no one else, since the caches in it are trusted. Any other case
+    raises ValueError with a one-line reason (nothing is read from it)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.lstat()
+    except OSError as error:
+        raise ValueError(f"cache folder {path}: {error.strerror or error}") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"cache folder {path} is not a folder (a link or a file): refusing it")
+    if st.st_uid != os.getuid():
+        raise ValueError(f"cache folder {path} belongs to another user (uid {st.st_uid}): refusing it; "
+                         "set CAMLENS_CACHE_DIR to a folder of your own")
+    if st.st_mode & 0o022:
+        raise ValueError(f"cache folder {path} is writable by other users "
+                         f"(mode {stat.S_IMODE(st.st_mode):o}): refusing it; chmod 700 it or choose another")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"cache folder {path} is not writable by this user")
+    return path
+
+
 def _option(default, parse, help: str):
     return field(default=default, metadata={"parse": parse, "help": help})
 
@@ -52,7 +88,7 @@ class Config:
     max_upload_mb: float = _option(15.0, float, "largest accepted upload, in MB")
     max_pixels: int = _option(40_000_000, int, "largest accepted image, in pixels")
     cache_dir: Path = _option(
-        Path(tempfile.gettempdir()) / "camlens", Path, "uploads and background-job cache"
+        default_cache_dir(), Path, "uploads and background-job cache (a private folder: 0700, yours)"
     )
     redis_url: str | None = _option(None, str, "use Celery workers via this Redis URL")
     theme: str = _option("bootstrap", str.lower, "Bootstrap theme: bootstrap or a Bootswatch name")
@@ -129,6 +165,108 @@ def versions() -> dict[str, str]:
     return out
 
 
+def max_request_bytes(config: Config) -> int:
+    """Largest request body accepted (413 above it, before it is read): an upload arrives
+    base64-encoded (4/3 of its size) inside the JSON body of a callback, plus 2 MB for the rest."""
+    return int(config.max_upload_mb * 2**20 * 4 / 3) + 2 * 2**20
+
+
+# The page works under this policy (the browser tests run it in Chromium, and fail on any console
+# error such as a refused script): Dash's inline renderer script is allowed by its hash
+# (app.csp_hashes()); no 'unsafe-eval' is needed (the bundles' Function() calls are guarded
+# fallbacks); plotly and Dash components set inline styles; figures and previews use data: URLs.
+_CSP = ("default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
+
+
+def callback_body_problem(body, callback_map) -> str | None:
+    """Why `body` is no Dash callback request this app can run (a one-line reason), or None.
+    The shape is what dash's dispatch reads: {"output": str, "outputs": object or list,
+    "inputs": [...], "state": [...], "changedPropIds": [str]}, each input/state an object with
+    an "id" and a "property" (or a list of them, for pattern-matching ALL)."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    output = body.get("output")
+    if not isinstance(output, str) or not output:
+        return "'output' must be a string naming the callback's outputs"
+    callback = callback_map.get(output)
+    if callback is None:
+        return f"no callback has the output {output[:100]!r}"
+    if not isinstance(body.get("outputs", []), (dict, list)):
+        return "'outputs' must be an object or a list"
+    if "inputs" not in body:
+        return "'inputs' is missing"
+    for key in ("inputs", "state"):
+        items = body.get(key, [])
+        if not isinstance(items, list):
+            return f"'{key}' must be a list"
+        expected = callback.get(key) or []
+        if len(items) != len(expected):
+            return f"'{key}' has {len(items)} items, the callback takes {len(expected)}"
+        for item, want in zip(items, expected):
+            for dep in item if isinstance(item, list) else [item]:
+                if not (isinstance(dep, dict) and isinstance(dep.get("id"), (str, dict))
+                        and isinstance(dep.get("property"), str)):
+                    return f"each of '{key}' must be an object with an 'id' and a 'property'"
+                plain = isinstance(want.get("id"), str) and not want["id"].startswith("{")  # else a pattern
+                if plain and (dep["id"], dep["property"]) != (want["id"], want["property"]):
+                    return f"'{key}' names {dep['id']}.{dep['property']} where the callback takes {want['id']}.{want['property']}"
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        return "'changedPropIds' must be a list of strings"
+    return None
+
+
+def _harden(app: dash.Dash, config: Config) -> None:
+    """Request size limit, callback body validation, short error answers and security headers,
+    in the Flask app itself, so `python app.py` and any WSGI server get them."""
+    from werkzeug.exceptions import HTTPException
+
+    server = app.server
+    limit = max_request_bytes(config)
+    server.config["MAX_CONTENT_LENGTH"] = limit
+    dispatch_path = app.config.routes_pathname_prefix + "_dash-update-component"
+    csp = _CSP.format(hashes=" ".join(app.csp_hashes()))
+
+    def reason(status: int, text: str):
+        return flask.jsonify(error=text), status
+
+    @server.before_request
+    def _check_request():
+        length = flask.request.content_length
+        if length is not None and length > limit:
+            return reason(413, f"request body of {length} bytes is over the limit of {limit} bytes")
+        if flask.request.path == dispatch_path and flask.request.method == "POST":
+            body = flask.request.get_json(silent=True)  # None when it is no JSON (or `null`)
+            problem = callback_body_problem(body, app.callback_map)
+            if problem:
+                return reason(400, problem)
+        return None
+
+    @server.errorhandler(Exception)
+    def _error(error):
+        if isinstance(error, HTTPException):
+            if error.code == 413:
+                return reason(413, f"request body over the limit of {limit} bytes")
+            if error.code is not None and error.code >= 500:
+                log.error("%s %s answered %s", flask.request.method, flask.request.path, error.code, exc_info=error)
+                return reason(error.code, error.name)
+            return error
+        log.error("%s %s failed: %s: %s", flask.request.method, flask.request.path, type(error).__name__,
+                  str(error).splitlines()[0][:200] if str(error) else "", exc_info=error)
+        return reason(500, f"internal error ({type(error).__name__}); the server log has the details")
+
+    @server.after_request
+    def _security_headers(response):
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Content-Security-Policy", csp)
+        return response
+
+
 @functools.cache
 def background_manager(config: Config):
     """Where long explanations run: Celery workers when Redis is configured, else threads of this
@@ -150,7 +288,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
     config = config or Config.from_env()
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(config.log_level)
-    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(config.cache_dir)
 
     vendor = bootstrap_dir()
     manager = background_manager(config)
@@ -181,6 +319,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
                              models=[m.name for m in registry.list() if m.available])
 
     callbacks.register(app, config, registry, manager)
+    _harden(app, config)
     log.info("camlens app created (theme %s, cache %s)", config.theme, config.cache_dir)
     return app
 
@@ -188,9 +327,10 @@ def create_app(config: Config | None = None) -> dash.Dash:
 def main(argv: list[str] | None = None) -> None:
     try:
         config = Config.from_env(argv=sys.argv[1:] if argv is None else argv)
+        app = create_app(config)
     except ValueError as error:
         sys.exit(f"camlens: {error}")
-    create_app(config).run(host=config.host, port=config.port, debug=config.debug)
+    app.run(host=config.host, port=config.port, debug=config.debug)
 
 
 @functools.cache

@@ -8,6 +8,11 @@ display (colormap, opacity, view, scale) re-draws from the cache and never re-ru
 diskcache is process- and thread-safe, so gunicorn workers and background jobs share it. With
 CAMLENS_REDIS_URL the same caches live in Redis instead (`RedisCache`), so Celery workers on other
 machines read the uploads and write heatmaps where the web server finds them.
+
+Nothing read back runs code: values are JSON with arrays in an .npz (`encode`, no pickle) on disk
+(`SafeDisk`) and in Redis alike. The caches heal themselves: a value that fails to decode is
+dropped (and so recomputed), a damaged SQLite index is moved aside and rebuilt, each with one
+log line.
 """
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ import hashlib
 import io
 import json
 import logging
+import sqlite3
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +148,124 @@ def decode(raw: bytes):
     return drop(doc)
 
 
+class DamagedValue(Exception):
+    """A cached value that cannot be read back (damaged, or not written by camlens)."""
+
+
+#: What a damaged value raises while decoding.
+_UNREADABLE = (DamagedValue, ValueError, KeyError, IndexError, TypeError, OSError, EOFError,
+               zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError)
+
+
+class SafeDisk(diskcache.Disk):
+    """diskcache storage that never pickles: keys are strings, numbers stay numbers (counters
+    need diskcache's raw integers), every other value is `encode`d and `decode`d. A pickled key or
+    value in the database (written by anything but camlens) is refused as damaged, never loaded."""
+
+    def put(self, key):
+        if not isinstance(key, str):
+            raise TypeError(f"cache keys are strings, not {type(key).__name__}")
+        return super().put(key)
+
+    def get(self, key, raw):
+        if not raw:
+            raise DamagedValue("a pickled key")
+        return super().get(key, raw)
+
+    def store(self, value, read, key=diskcache.core.UNKNOWN):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return super().store(value, read, key)
+        return super().store(encode(value), False, key)
+
+    def fetch(self, mode, filename, value, read):
+        if mode == diskcache.core.MODE_PICKLE:
+            raise DamagedValue("a pickled value")
+        data = super().fetch(mode, filename, value, read)
+        return decode(data) if isinstance(data, bytes) else data
+
+
+def meta_key(*parts) -> str:
+    """The string key of a small shared record (caches take strings only)."""
+    return json.dumps(parts)
+
+
+class HealingCache:
+    """A size-bounded diskcache on SafeDisk that repairs itself: a value that does not decode is
+    deleted (a miss, so it is recomputed); a damaged database (sqlite3.DatabaseError, e.g. a
+    corrupt header) is moved aside as `<name>.damaged-<time>` and started afresh."""
+
+    def __init__(self, path: Path, **settings):
+        self.path, self.settings = Path(path), settings
+        self.cache: diskcache.Cache | None = None
+        self.cache = self._open()
+
+    def _open(self) -> diskcache.Cache:
+        try:
+            return diskcache.Cache(str(self.path), disk=SafeDisk, **self.settings)
+        except sqlite3.DatabaseError as error:
+            return self._rebuild(error)
+
+    def _rebuild(self, error) -> diskcache.Cache:
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.time_ns()}")
+        log.warning("cache %s is damaged (%s): moved aside to %s and started afresh", self.path, error,
+                    aside.name)
+        if self.cache is not None:
+            try:
+                self.cache.close()
+            except Exception:  # noqa: BLE001 - closing a broken cache may fail too
+                pass
+        try:
+            self.path.rename(aside)
+        except OSError:
+            pass  # another worker moved it first
+        self.cache = diskcache.Cache(str(self.path), disk=SafeDisk, **self.settings)
+        return self.cache
+
+    @property
+    def size_limit(self) -> int:
+        return self.cache.size_limit
+
+    def _guard(self, action, fallback):
+        try:
+            return action()
+        except sqlite3.DatabaseError as error:
+            self._rebuild(error)
+            return fallback()
+
+    def get(self, key, default=None):
+        def read():
+            try:
+                return self.cache.get(key, default)
+            except _UNREADABLE as error:
+                log.warning("cache %s: dropped an unreadable value (%s: %s)", self.path.name,
+                            type(error).__name__, error)
+                self.cache.delete(key)
+                return default
+        return self._guard(read, lambda: default)
+
+    def set(self, key, value, expire: float | None = None) -> None:
+        self._guard(lambda: self.cache.set(key, value, expire=expire),
+                    lambda: self.cache.set(key, value, expire=expire))
+
+    def incr(self, key, delta: int = 1, default: int = 0) -> int:
+        return self._guard(lambda: self.cache.incr(key, delta, default=default),
+                           lambda: self.cache.incr(key, delta, default=default))
+
+    def count(self, key) -> int:
+        value = self.get(key, 0)
+        return int(value) if isinstance(value, (int, float)) else 0
+
+    def iterkeys(self):
+        try:
+            return list(self.cache.iterkeys())
+        except _UNREADABLE:   # a pickled key planted in the index
+            self._rebuild(DamagedValue("a key that is not camlens'"))
+            return []
+        except sqlite3.DatabaseError as error:
+            self._rebuild(error)
+            return []
+
+
 class Store:
     """The app's caches: uploads, results (heatmaps, predictions) and meta; on disk under `root`,
     or in Redis when `redis` (a redis-py client) is given."""
@@ -153,11 +279,9 @@ class Store:
             return
         root = Path(root)
         policy = "least-recently-used"
-        self.uploads = diskcache.Cache(str(root / "uploads"), size_limit=uploads_mb * 2**20,
-                                       eviction_policy=policy)
-        self.results = diskcache.Cache(str(root / "results"), size_limit=results_mb * 2**20,
-                                       eviction_policy=policy)
-        self.meta = diskcache.Cache(str(root / "meta"), size_limit=64 * 2**20)
+        self.uploads = HealingCache(root / "uploads", size_limit=uploads_mb * 2**20, eviction_policy=policy)
+        self.results = HealingCache(root / "results", size_limit=results_mb * 2**20, eviction_policy=policy)
+        self.meta = HealingCache(root / "meta", size_limit=64 * 2**20)
 
     # -- uploads -------------------------------------------------------------------------------
     def put_image(self, key: str, image: np.ndarray) -> StoredImage:
@@ -178,29 +302,29 @@ class Store:
 
     # -- small shared records ------------------------------------------------------------------
     def count(self, name: str, by: int = 1) -> None:
-        self.meta.incr(("count", name), by, default=0)
+        self.meta.incr(meta_key("count", name), by, default=0)
 
     def counts(self) -> dict[str, int]:
-        read = self.meta.count if isinstance(self.meta, RedisCache) else (lambda k: int(self.meta.get(k, 0)))
-        return {k[1]: read(k) for k in list(self.meta.iterkeys()) if isinstance(k, tuple) and k[0] == "count"}
+        keys = [json.loads(k) for k in self.meta.iterkeys() if isinstance(k, str) and k.startswith('["count"')]
+        return {k[1]: self.meta.count(meta_key(*k)) for k in keys}
 
     def pace(self, model: str, kind: str = "single") -> float | None:
         """Seconds per model pass last measured on `model` (a running mean), for cost estimates.
         kind "single": one image per call (predictions, gradient methods); "batched": the slow
         methods' batched passes, several times cheaper per image."""
-        return self.meta.get(("pace", model, kind))
+        return self.meta.get(meta_key("pace", model, kind))
 
     def record_pace(self, model: str, seconds: float, passes: int, kind: str = "single") -> None:
         if passes <= 0 or seconds <= 0:
             return
         new = seconds / passes
         old = self.pace(model, kind)
-        self.meta.set(("pace", model, kind), new if old is None else 0.5 * old + 0.5 * new)
+        self.meta.set(meta_key("pace", model, kind), new if old is None else 0.5 * old + 0.5 * new)
 
     def put_record(self, record: dict) -> str:
         token = digest(record)[:24]
-        self.meta.set(("zip", token), record, expire=24 * 3600)
+        self.meta.set(meta_key("zip", token), record, expire=24 * 3600)
         return token
 
     def record(self, token: str) -> dict | None:
-        return self.meta.get(("zip", token))
+        return self.meta.get(meta_key("zip", token))
