@@ -4,6 +4,8 @@ GET /download/<token>.zip   every shown result: full-size PNGs, the heatmaps (.n
                             [0, 1] at the explained image's size), the raw maps, and record.json
                             (model, layer, target, contrast, preprocessing, options) to
                             reproduce them.
+GET /report/<token>.html    the same results as one self-contained HTML report to hand out
+                            (explain.report: pictures embedded, plain-words captions, prints to PDF).
 GET /debug/stats            how often the server ran a model (explain and predict calls), which
                             models are loaded: evidence that display changes re-use the cache.
 """
@@ -19,11 +21,13 @@ import numpy as np
 
 from callbacks import render as draw
 from callbacks import work
-from explain import METHODS, OPTIONS
+from explain import METHODS, OPTIONS, report
 from explain.render import encode_image
 
 
-def results_zip(deps, record: dict) -> bytes:
+def _results(deps, record: dict):
+    """What a download is made of: the image, the cached entries, the display, their shared-scale
+    factors, the model's info and labels (410/404 when the image or the results are gone)."""
     store, registry = deps.store, deps.registry
     stored = store.image(record["image"])
     if stored is None:
@@ -42,6 +46,11 @@ def results_zip(deps, record: dict) -> bytes:
         labels = registry.explainer(record["model"]).labels
     except Exception:  # noqa: BLE001 - the record is still useful without the model's details
         info, labels = None, []
+    return stored, entries, display, factors, info, labels
+
+
+def results_zip(deps, record: dict) -> bytes:
+    stored, entries, display, factors, info, labels = _results(deps, record)
     buffer = io.BytesIO()
     methods = {}
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -87,6 +96,41 @@ def results_zip(deps, record: dict) -> bytes:
     return buffer.getvalue()
 
 
+def results_report(deps, record: dict) -> str:
+    """The shown results as one HTML file to hand out (explain.report)."""
+    stored, entries, display, factors, info, labels = _results(deps, record)
+    target, contrast = record["target"], record.get("contrast")
+
+    def label(i):
+        return labels[i] if i is not None and 0 <= i < len(labels) else f"class {i}"
+    predictions = [(p["label"], p["probability"]) for p in work.predictions(deps.store, deps.registry,
+                                                                             record["image"], record["model"])]
+    panels = []
+    for m, entry in entries.items():
+        method, signed = METHODS[m], bool(display.get("signed") and entry.get("signed"))
+        panels.append(report.Panel(
+            name=method.name, picture=draw.full_picture(stored, entry, display, factors.get(m, 1.0)),
+            caption=report.caption(label(entry["target"]), counterfactual=record["counterfactual"] and method.counterfactual,
+                                   contrast=label(contrast) if contrast is not None and method.needs_target else None,
+                                   probability=record["score"] == "probability", signed=signed,
+                                   class_agnostic=not method.needs_target),
+            plain=method.plain, paper=method.paper, seconds=entry["seconds"], warnings=entry["warnings"]))
+    explained = f"{label(target)}" + (f" rather than {label(contrast)}" if contrast is not None else "")
+    title = f"Why {info.display_name if info else record['model']} says “{label(target)}”"
+    summary = ""
+    if info is not None:
+        summary = (f"{info.display_name}: {info.num_classes} classes, input {info.input_size[1]}×"
+                   f"{info.input_size[0]}" if info.input_size else info.display_name)
+        summary += f"; it knows {info.domain}." if getattr(info, "domain", None) else "."
+    return report.to_html(report.Report(
+        title=title, photo=stored.image, model=info.display_name if info else record["model"],
+        predictions=predictions, panels=panels, model_summary=summary, explained=explained,
+        colormap=display.get("cmap", "jet"), signed=bool(display.get("signed")),
+        reproduce=_command(record, list(entries)),
+        notes=[f"Image: {record.get('name') or 'upload'} (SHA-256 {record['image'][:16]}…), "
+               f"{stored.original_size[0]}×{stored.original_size[1]} px."]))
+
+
 def _command(record: dict, methods: list[str]) -> str:
     parts = ["python -m explain input.png", f"--model {record['model']}"]
     if any(METHODS[m].needs_layer for m in methods) and _layers(record):
@@ -122,6 +166,16 @@ def _plain(value):
 
 def register(deps) -> None:
     server = deps.app.server
+    from dash import Input, Output
+
+    # The report link follows the ZIP link in the browser (same token): no server trip.
+    deps.app.clientside_callback(
+        """function (href, cls) {
+            return [href ? href.replace('/download/', '/report/').replace(/\.zip$/, '.html') : '',
+                    (cls || '') + ' ms-2'];
+        }""",
+        Output("download-report", "href"), Output("download-report", "className"),
+        Input("download-zip", "href"), Input("download-zip", "className"))
 
     @server.route("/download/<token>.zip")
     def download_zip(token):
@@ -131,6 +185,15 @@ def register(deps) -> None:
         data = results_zip(deps, record)
         return flask.send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                                download_name=f"camlens-{record['model']}-{token[:8]}.zip")
+
+    @server.route("/report/<token>.html")
+    def download_report(token):
+        record = deps.store.record(token)
+        if record is None:
+            flask.abort(404, "This report link has expired: show the results again.")
+        return flask.Response(results_report(deps, record), mimetype="text/html",
+                              headers={"Content-Disposition":
+                                       f'attachment; filename="camlens-report-{token[:8]}.html"'})
 
     @server.route("/debug/stats")
     def stats():

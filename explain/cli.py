@@ -49,6 +49,8 @@ def _parser(default_model: str | None) -> argparse.ArgumentParser:
     p.add_argument("--option", dest="options", action="append", default=[], metavar="NAME=VALUE",
                    help="a method option, repeatable, e.g. occlusion_patch=16 (see explain.OPTIONS)")
     p.add_argument("--out", default="explain-out", help="output folder (created)")
+    p.add_argument("--report", action="store_true",
+                   help="also write report.html: one self-contained file to hand out (prints to PDF)")
     return p
 
 
@@ -96,6 +98,7 @@ def run(argv, explainer_for: Callable[[str], object], default_model: str | None 
     """The CLI with `explainer_for(name_or_file)` giving the explainer (models.cli passes the
     registry's); returns the exit status."""
     args = _parser(default_model).parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # the report's reproducing line
     try:
         if not Path(args.image).is_file():
             raise ExplainInputError(f"no image file {args.image}")
@@ -146,5 +149,28 @@ def _run(args, explainer_for) -> int:
                     for m, r in results.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if args.report:
+        (out / "report.html").write_text(_report(args, ex, image, results, summary), encoding="utf-8")
     print(f"{len(results)} method(s) -> {out}/ (target {first.target}: {ex.labels[first.target]})")
     return 0
+
+
+def _report(args, ex, image, results, summary) -> str:
+    """report.html (explain.report) for this run, with the line that reproduces it."""
+    from explain import METHODS, render, report
+
+    labels = ex.labels
+    target, contrast = summary["target"], args.contrast
+    panels = [report.Panel(
+        name=METHODS[m].name, picture=render.overlay(image, r.heatmap, args.colormap, args.opacity),
+        caption=report.caption(labels[r.target], counterfactual=args.counterfactual and METHODS[m].counterfactual,
+                               contrast=labels[contrast] if contrast is not None and METHODS[m].needs_target else None,
+                               probability=args.score == "probability", class_agnostic=not METHODS[m].needs_target),
+        plain=METHODS[m].plain, paper=METHODS[m].paper, seconds=r.seconds, warnings=r.warnings)
+        for m, r in results.items()]
+    explained = labels[target] + (f" rather than {labels[contrast]}" if contrast is not None else "")
+    return report.to_html(report.Report(
+        title=f"Why {args.model} says “{labels[target]}”", photo=image, model=args.model,
+        predictions=[(p["label"], p["probability"]) for p in summary["predictions"]], panels=panels,
+        explained=explained, colormap=args.colormap,
+        reproduce="python -m explain " + " ".join(args.argv)))

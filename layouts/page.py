@@ -283,6 +283,10 @@ def results_area():
                 html.A([html.I(className="bi bi-file-earmark-zip me-1"), "Download all (ZIP)"],
                        id="download-zip", href="", className="btn btn-sm btn-outline-secondary d-none",
                        download="camlens-results.zip"),
+                html.A([html.I(className="bi bi-file-earmark-richtext me-1"), "Report (HTML)"],
+                       id="download-report", href="", className="btn btn-sm btn-outline-secondary d-none ms-2",
+                       title="One file to hand out: the photo, the answers and each map with what its "
+                             "colours mean; opens offline and prints to PDF"),
             ], className="d-flex justify-content-end mb-2"),
             dcc.Loading(
                 html.Div(id="results-grid", children=empty_state(), className="row g-3"),

@@ -45,6 +45,20 @@ def test_three_methods_give_three_figures_and_opacity_redraws_without_a_model_ru
     assert after_stats["explain_calls"] == before_stats["explain_calls"]  # drawn from the cache
     assert after_stats["predict_calls"] == before_stats["predict_calls"]
 
+    # The report button hands out the same view as one self-contained HTML file.
+    import re
+    import urllib.request
+
+    report = page.duo.find_element("#download-report")
+    assert "d-none" not in report.get_attribute("class")
+    href = report.get_attribute("href")
+    assert re.search(r"/report/[0-9a-f]+\.html$", href), href
+    with urllib.request.urlopen(href, timeout=30) as answer:
+        html = answer.read().decode("utf-8")
+    links = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', html)
+    assert links and all(link.startswith("data:") for link in links)
+    assert html.count("<figure class='panel'>") == 3
+
 
 def test_switching_model_changes_the_layer_list(camlens, images):
     page = camlens.open("?model=tiny-gap.keras")

@@ -272,3 +272,27 @@ def test_forged_display_values_get_a_plain_message(cmap, opacity, view, scale, m
         render.clean_display(cmap, opacity, view, scale)
     assert render.clean_display(None, None, None, None) == {"cmap": "jet", "opacity": 0.5, "view": "overlay",
                                                             "scale": "map", "signed": False}
+
+
+def test_the_report_is_one_self_contained_html_file(deps, images):
+    """The report to hand out: the photo, the top-5 and one picture per method, each with what its
+    colours mean in plain words, every picture embedded (no src or href leaves the file)."""
+    import re
+
+    stored = work.upload(deps.store, images["scene"].read_bytes(), deps.limits)
+    ctx = work.Context(image=stored.key, model="tiny-gap.keras", layer="conv_b", target=1)
+    work.compute(deps.store, deps.registry, ctx, ["gradcam", "gradients", "eigencam"])
+    token = deps.store.put_record({
+        "image": stored.key, "name": "scene.png", "model": "tiny-gap.keras", "layer": "conv_b", "target": 1,
+        "score": "logit", "counterfactual": False, "options": {}, "methods": ["gradcam", "gradients", "eigencam"],
+        "display": {"cmap": "jet", "opacity": 0.5, "view": "overlay", "scale": "map"}})
+    answer = deps.app.server.test_client().get(f"/report/{token}.html")
+    assert answer.status_code == 200 and answer.mimetype == "text/html"
+    page = answer.get_data(as_text=True)
+    links = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', page)
+    assert links and all(link.startswith("data:") for link in links), [x[:40] for x in links]
+    assert len(re.findall(r"<figure class='panel'>", page)) == 3
+    assert all(f"<tr><td>{name}</td>" in page for name in ("car", "bus", "truck"))   # the tiny model's classes
+    assert "raised the model's score for" in page and "whatever the class" in page   # eigencam: no class
+    assert "python -m explain input.png --model tiny-gap.keras" in page
+    assert deps.app.server.test_client().get("/report/nope.html").status_code == 404

@@ -123,3 +123,16 @@ def test_cli_new_methods_on_a_nested_transfer_model(files, tmp_path):
     for m in summary["methods"]:
         heat = np.load(out / f"{m}.npy")
         assert heat.shape == (30, 45) and np.isfinite(heat).all()
+
+
+def test_cli_report_is_one_self_contained_file(files, tmp_path):
+    import re
+
+    d, model, image = files
+    out = tmp_path / "out"
+    assert run([str(image), "--model", str(model), "--method", "gradcam", "eigencam", "--report",
+                "--out", str(out)]) == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    links = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', page)
+    assert links and all(link.startswith("data:") for link in links)
+    assert page.count("<figure class='panel'>") == 2 and "Grad-CAM" in page and "Eigen-CAM" in page
