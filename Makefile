@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
 
-.PHONY: run test browser serve bench clean
+.PHONY: run test browser redis serve bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,14 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-test: $(VENV)/.dev browser
+# tests/app/test_celery.py starts its own redis-server (a free port, no persistence) and a worker.
+redis:
+	@if ! command -v redis-server >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; \
+	fi
+
+test: $(VENV)/.dev browser redis
 	$(PY) -m pytest
 
 bench: $(VENV)/.dev

@@ -22,7 +22,7 @@ import numpy as np
 from dash import Input, Output, State
 from dash.exceptions import PreventUpdate
 
-from callbacks.jobs import cancel_check, job_arguments
+from callbacks.jobs import cancel_check, job_arguments, job_error_message
 from explain import METHODS
 from explain.errors import Cancelled, ExplainError
 from explain.metrics import (DEFAULT_BASELINE, SANITY_THRESHOLD, deletion_insertion, energy_in_mask, mask_fraction,
@@ -168,11 +168,13 @@ def register(deps) -> None:
         Input("compare-run", "n_clicks"),
         State("compare-baseline", "value"),
         State("compare-sanity-on", "value"),
+        State("session", "data"),   # per page load: two people's identical jobs never share a key
         *CONTEXT,
         **job_arguments(manager, run="compare-run", cancel="compare-cancel", progress="compare-progress"),
+        on_error=lambda error: {"error": job_error_message(error)},   # a dead job, or Redis down
         prevent_initial_call=True,
     )
-    def run_compare(set_progress, clicks, baseline, sanity_on, image, model, layer, target, score, cf,
+    def run_compare(set_progress, clicks, baseline, sanity_on, session, image, model, layer, target, score, cf,
                     methods, ids, values, contrast):
         if not clicks or not image or not model:
             raise PreventUpdate

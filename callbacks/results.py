@@ -17,7 +17,7 @@ from dash.exceptions import PreventUpdate
 
 from callbacks import render as draw
 from callbacks import work
-from callbacks.jobs import cancel_check, job_arguments
+from callbacks.jobs import cancel_check, job_arguments, job_error_message
 from callbacks.inputs import alert, problem
 from explain import METHODS
 from explain.methods import DEFAULT_METHODS
@@ -114,6 +114,8 @@ def register(deps) -> None:
         State("session", "data"),
         *CONTEXT,
         **job_arguments(manager, run="run-slow", cancel="cancel", progress="progress"),
+        # The job died (its worker stopped), or Redis is down: say so; the button is free again.
+        on_error=lambda error: ({"at": time.time(), "error": job_error_message(error)}, no_update),
         prevent_initial_call=True,
     )
     def run_slow(set_progress, clicks, session, image, model, layer, target, score, cf, methods, ids, values,
