@@ -247,13 +247,13 @@ def input_card():
     return dbc.Card(dbc.CardBody(dbc.Row([
         dbc.Col([
             html.Div(id="original", className="original"),
-        ], xs=5, md=4),
+        ], xs=5, xl=4),
         dbc.Col([
             dcc.Graph(id="predictions", figure=empty_figure(),
                       config={"displayModeBar": False, "responsive": True},
                       className="predictions-graph", style={"width": "100%"}),
-        ], xs=7, md=5),
-        dbc.Col(target_controls(), xs=12, md=3),
+        ], xs=7, xl=5),
+        dbc.Col(target_controls(), xs=12, xl=3),
         dbc.Col(domain_note(), xs=12),
     ], className="g-2 g-md-3")), id="input-card", className="mb-3 d-none")
 
