@@ -7,11 +7,13 @@ overridden by command-line flags. Bootstrap's CSS and icons are served from the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -92,6 +94,8 @@ class Config:
     )
     redis_url: str | None = _option(None, str, "use Celery workers via this Redis URL")
     theme: str = _option("bootstrap", str.lower, "Bootstrap theme: bootstrap or a Bootswatch name")
+    warm_start: bool = _option(False, _bool, "load and warm the default model in the background at start "
+                                              "(on under `python app.py` and serve.py)")
 
     def __post_init__(self):
         problems = []
@@ -135,6 +139,11 @@ class Config:
                 except ValueError:
                     raise ValueError(f"{f.name}: cannot read {raw[f.name]!r}") from None
         return cls(**parsed)
+
+
+#: `@import url(...)` of a font service in a theme's CSS: dropped, so no request leaves the app and
+#: the page looks the same offline (the themes fall back to their system-font stacks).
+_WEB_FONTS = re.compile(rb"@import\s+url\((['\"]?)https?://[^)]*\1\)\s*;?")
 
 
 def bootstrap_dir() -> Path:
@@ -275,8 +284,10 @@ def background_manager(config: Config):
     if config.redis_url:
         from celery import Celery
 
+        from callbacks.jobs import CeleryJobManager
+
         celery = Celery("camlens", broker=config.redis_url, backend=config.redis_url)
-        return dash.CeleryManager(celery)
+        return CeleryJobManager(celery)
     import diskcache
 
     from callbacks.jobs import ThreadJobManager
@@ -307,11 +318,18 @@ def create_app(config: Config | None = None) -> dash.Dash:
 
     @server.route("/vendor/bootstrap5/<path:filename>")
     def bootstrap_static(filename):
+        if filename.endswith(".css"):   # Bootswatch themes @import Google Fonts: never fetched here
+            response = flask.send_from_directory(vendor, filename, max_age=86400)
+            response.direct_passthrough = False
+            response.set_data(_WEB_FONTS.sub(b"", response.get_data()))
+            return response
         return flask.send_from_directory(vendor, filename, max_age=86400)
 
     from models import Registry
 
-    registry = Registry(config.models_dir, config.model_cache_size)
+    registry = Registry(config.models_dir, config.model_cache_size, background_warmup=True)
+    if config.warm_start:   # off the request path: /healthz answers meanwhile
+        registry.warm_default()
 
     @server.route("/healthz")
     def healthz():
@@ -324,9 +342,19 @@ def create_app(config: Config | None = None) -> dash.Dash:
     return app
 
 
+def with_warm_start(config: Config, env=None) -> Config:
+    """`config` with warm_start on, unless CAMLENS_WARM_START says otherwise: a server started to
+    serve (app.main, serve.py) warms its default model at once; tests' create_app calls do not."""
+    env = os.environ if env is None else env
+    return config if Config.env_name("warm_start") in env else dataclasses.replace(config, warm_start=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        config = Config.from_env(argv=sys.argv[1:] if argv is None else argv)
+        argv = sys.argv[1:] if argv is None else argv
+        config = Config.from_env(argv=argv)
+        if not any(a.startswith("--warm-start") for a in argv):
+            config = with_warm_start(config)
         app = create_app(config)
     except ValueError as error:
         sys.exit(f"camlens: {error}")

@@ -14,6 +14,7 @@ Environment (on top of app.Config's CAMLENS_* settings, whose host and port it l
   WEB_CONCURRENCY       processes (default 1; each holds its own models), sharing one socket
   CAMLENS_IDLE_TIMEOUT  seconds a connection may send nothing before it is closed (default 30)
   CAMLENS_CONNECTIONS   open connections per process before new ones wait (default 100)
+  CAMLENS_WARM_START    load and warm the default model in the background at start (default on here)
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import socket
 import sys
 import time
 
-from app import Config, create_app, max_request_bytes
+from app import Config, create_app, max_request_bytes, with_warm_start
 
 log = logging.getLogger("camlens.serve")
 
@@ -148,7 +149,7 @@ def _supervise(config: Config, options: dict, workers: int) -> None:
 
 def main() -> None:
     try:
-        config = Config.from_env()
+        config = with_warm_start(Config.from_env())  # the default model warms in the background at start
         options = settings(config)
         workers = _int_env(os.environ, "WEB_CONCURRENCY", 1)
     except ValueError as error:

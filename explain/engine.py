@@ -111,7 +111,10 @@ class Explainer:
     def warmup(self, layer: str | Sequence[str] | None = None,
                methods: Sequence[str] = ("gradcam",)) -> None:
         """Trace the passes `methods` need (default: the gradient CAMs) for `layer` (a path, or
-        several: one pass taps them all) now."""
+        several: one pass taps them all) now; no methods: the forward pass (predictions) only."""
+        if not isinstance(methods, str) and len(methods) == 0:
+            self.passes.forward(np.zeros((1, *self._size, self._channels), np.float32))
+            return
         chosen = self._methods(methods)
         given = _given(layer)
         if not given and self._default_layer is None:   # no spatial layer: pixel methods only

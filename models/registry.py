@@ -5,15 +5,21 @@ whether the package is installed, bundled models by their sidecars, zoo models b
 their weights file is in Keras' cache, user files by a check of their architecture that is
 cached by (mtime, size); usable models come first. `explainer(name)` loads lazily into a
 bounded LRU; two threads asking for the same model share one load (single flight), and
-each model is warmed up once so the first explanation is not slow.
+each model is warmed up once so the first explanation is not slow: the load traces the
+forward pass (predictions) and publishes the explainer, then a background thread traces the
+gradient passes of WARM_METHODS (a request needing one of them meanwhile waits for that pass
+only: explain.passes traces each pass once, per-key). `warm(name)` does all of it off the
+caller's thread (the app warms its default model at start, and a model chosen in the page).
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +32,8 @@ BUNDLED_DIR = Path(__file__).resolve().parent
 BUNDLED = ("vehicles", "vehicles-shortcut")
 
 
-#: Passes traced when a model loads, so the first explanation is not slow.
+#: Passes traced when a model loads (in the background, after its forward pass), so the first
+#: explanation is not slow.
 WARM_METHODS = ("gradcam", "gradients")
 
 
@@ -73,9 +80,14 @@ class Registry:
 
     models_dir: your own models (default $CAMLENS_MODELS_DIR; none if unset).
     cache_size: loaded models kept at once (least recently used dropped first).
+    background_warmup: trace the WARM_METHODS passes in a background thread once the explainer
+    is published (the app); False (scripts, the CLI): before explainer() returns, as one step.
+    Warm-up threads are not daemons: a process that exits meanwhile waits for them (TensorFlow
+    aborts when a daemon thread is torn down mid-trace).
     """
 
-    def __init__(self, models_dir: Path | str | None = None, cache_size: int = 3):
+    def __init__(self, models_dir: Path | str | None = None, cache_size: int = 3,
+                 background_warmup: bool = False):
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         env = os.environ.get("CAMLENS_MODELS_DIR")
@@ -85,6 +97,8 @@ class Registry:
         self._lock = threading.Lock()          # guards the LRU and the in-flight table
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._flights: dict[str, Future] = {}
+        self._warming: dict[str, Future] = {}  # name -> warm-up of its passes (result: None or the error)
+        self.background_warmup = background_warmup
         self._inspect_lock = threading.Lock()  # guards user-file checks
         self._inspected: dict[Path, tuple[tuple, files.FileModel | str]] = {}
         self._failed: dict[str, tuple[tuple | None, str]] = {}
@@ -233,15 +247,86 @@ class Registry:
                 del self._flights[name]
             flight.set_exception(e)
             raise
+        warming = Future()
         with self._lock:
             del self._flights[name]
             self._cache[name] = explainer
             self._cache.move_to_end(name)
+            self._warming[name] = warming
             while len(self._cache) > self.cache_size:
                 evicted, _ = self._cache.popitem(last=False)
+                self._warming.pop(evicted, None)
                 log.info("model cache: dropped %s", evicted)
         flight.set_result(explainer)
+        if self.background_warmup:
+            threading.Thread(target=self._warm_passes, args=(name, explainer, warming),
+                             name=f"camlens-warm-{name}", daemon=False).start()
+        else:
+            warming.set_result(None)
         return explainer
+
+    def _warm_passes(self, name: str, explainer, warming: Future) -> None:
+        """Trace the WARM_METHODS passes of a published explainer (a failure is logged: the
+        request that needs the pass meets it again, as an explanation error)."""
+        start = time.perf_counter()
+        try:
+            explainer.warmup(methods=WARM_METHODS)
+        except Exception as error:  # noqa: BLE001 - the model still predicts
+            log.warning("warm-up of %s failed: %s", name, files.first_line(error))
+            warming.set_result(error)
+            return
+        log.info("warmed %s (%s) in %.1f s", name, ", ".join(WARM_METHODS), time.perf_counter() - start)
+        warming.set_result(None)
+
+    def warm(self, name: str) -> Future:
+        """Load `name` and trace its WARM_METHODS passes in a background thread, now. The Future
+        is done when all are traced (result: the explainer; or the load's ModelUnavailable)."""
+        done: Future = Future()
+
+        def run():
+            try:
+                explainer = self.explainer(name)
+                self.warmed(name)
+            except BaseException as error:  # noqa: BLE001 - reported through the Future
+                log.warning("warm-up of %s: %s", name, error)
+                done.set_exception(error)
+            else:
+                done.set_result(explainer)
+
+        threading.Thread(target=run, name=f"camlens-load-{name}", daemon=False).start()
+        return done
+
+    def warm_default(self) -> Future:
+        """warm() the default model (the app does this at start, off the request path)."""
+        done: Future = Future()
+
+        def run():
+            try:
+                name = self.default_model()
+                if name is None:
+                    done.set_result(None)
+                    return
+                log.info("warming the default model %s in the background", name)
+                inner = self.warm(name)
+                done.set_result(inner.result())
+            except BaseException as error:  # noqa: BLE001
+                done.set_exception(error)
+
+        threading.Thread(target=run, name="camlens-warm-default", daemon=False).start()
+        return done
+
+    def warmed(self, name: str, timeout: float | None = None) -> bool:
+        """Whether `name` is loaded and its WARM_METHODS passes are traced (waiting up to
+        `timeout` seconds for a warm-up under way; None: as long as it takes)."""
+        with self._lock:
+            warming = self._warming.get(name) if name in self._cache else None
+        if warming is None:
+            return False
+        try:
+            warming.result(timeout)
+        except FutureTimeout:
+            return False
+        return True
 
     def loaded(self) -> list[str]:
         """Names currently in the cache, least recently used first."""
@@ -295,8 +380,9 @@ class Registry:
         self.loads += 1
         try:
             explainer = Explainer(*args)
-            # The app's first view: predictions, the gradient CAMs and vanilla gradients.
-            explainer.warmup(methods=WARM_METHODS)
+            # The app's first view: predictions now; the gradient CAMs and vanilla gradients
+            # after the explainer is published (explainer()), unless background_warmup is off.
+            explainer.warmup(methods=() if self.background_warmup else WARM_METHODS)
         except Exception as e:  # noqa: BLE001 - e.g. a layer the engine cannot trace
             reason = f"{name} cannot be explained: {files.first_line(e)}"
             self._failed[name] = (files.stamp(path), reason)
