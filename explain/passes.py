@@ -22,14 +22,13 @@ top-1 class of row 0, resolved inside the pass so no extra forward is needed.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from explain import formulas as F
+from explain.flight import SingleFlight
 from explain.graph import FlatGraph
 from explain.perturb import MaskSource, run_batches
 
@@ -44,40 +43,20 @@ class Passes:
         self.squash = "sigmoid" if graph.head_activation == "sigmoid" or graph.output_shape[-1] == 1 \
             else "softmax"
         self._fns: dict[tuple, Callable] = {}
-        self._tracing: dict[tuple, Future] = {}   # key -> the trace under way (per-key single flight)
-        self._lock = threading.Lock()              # guards the two dicts only, never held while tracing
+        self._flights = SingleFlight()   # one trace per pass; never held while tracing
 
     def fn(self, kind: str, layer: str | None = None, score: str = "logit"):
         """The pass, traced on first use and kept. Threads asking for the same pass share one trace;
         a pass being traced never blocks a different one (a prediction's ``forward`` is not held
         up by a background warm-up tracing ``cam``)."""
         key = (kind, layer, score)
-        with self._lock:
-            fn = self._fns.get(key)
-            if fn is not None:
-                return fn
-            flight = self._tracing.get(key)
-            leader = flight is None
-            if leader:
-                flight = self._tracing[key] = Future()
-        if not leader:
-            return flight.result()   # re-raises the leader's error
-        try:
-            fn = self._build(kind, layer, score).get_concrete_function()
-        except BaseException as error:
-            with self._lock:
-                del self._tracing[key]
-            flight.set_exception(error)
-            raise
-        with self._lock:
-            self._fns[key] = fn
-            del self._tracing[key]
-        flight.set_result(fn)
-        return fn
+        return self._flights.get(key, lambda: self._build(kind, layer, score).get_concrete_function(),
+                                 lookup=lambda: self._fns.get(key),
+                                 publish=lambda fn: self._fns.__setitem__(key, fn))
 
     def traced(self) -> list[tuple]:
         """(kind, layer, score) of every pass traced so far."""
-        with self._lock:
+        with self._flights.lock:
             return list(self._fns)
 
     def _build(self, kind, layer, score):

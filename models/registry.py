@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explain.errors import ExplainError
+from explain.flight import SingleFlight
 from models import efficientnet_lite, files, zoo
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,9 @@ class Registry:
         self.models_dir = Path(models_dir or env).expanduser() if (models_dir or env) else None
         self.cache_size = cache_size
         self.bundled_dir = BUNDLED_DIR
-        self._lock = threading.Lock()          # guards the LRU and the in-flight table
+        self._loads = SingleFlight()          # one load per model; its lock guards the LRU below
+        self._lock = self._loads.lock
         self._cache: OrderedDict[str, object] = OrderedDict()
-        self._flights: dict[str, Future] = {}
         self._warming: dict[str, Future] = {}  # name -> warm-up of its passes (result: None or the error)
         self.background_warmup = background_warmup
         self._inspect_lock = threading.Lock()  # guards user-file checks
@@ -229,27 +230,16 @@ class Registry:
     # ---- loading -------------------------------------------------------------------------
 
     def explainer(self, name: str):
-        """The warmed-up explain.Explainer for `name`, loaded at most once at a time."""
-        with self._lock:
+        """The explain.Explainer for `name`, loaded at most once at a time (explain.flight). With
+        background_warmup its WARM_METHODS passes trace in a thread after it is published."""
+        def cached():
             if name in self._cache:
                 self._cache.move_to_end(name)
                 return self._cache[name]
-            flight = self._flights.get(name)
-            leader = flight is None
-            if leader:
-                flight = self._flights[name] = Future()
-        if not leader:
-            return flight.result()  # re-raises the leader's ModelUnavailable
-        try:
-            explainer = self._load(name)
-        except BaseException as e:
-            with self._lock:
-                del self._flights[name]
-            flight.set_exception(e)
-            raise
-        warming = Future()
-        with self._lock:
-            del self._flights[name]
+            return None
+
+        def publish(explainer):   # under the flights' lock, in the step that ends the load
+            warming = Future()
             self._cache[name] = explainer
             self._cache.move_to_end(name)
             self._warming[name] = warming
@@ -257,13 +247,13 @@ class Registry:
                 evicted, _ = self._cache.popitem(last=False)
                 self._warming.pop(evicted, None)
                 log.info("model cache: dropped %s", evicted)
-        flight.set_result(explainer)
-        if self.background_warmup:
-            threading.Thread(target=self._warm_passes, args=(name, explainer, warming),
-                             name=f"camlens-warm-{name}", daemon=False).start()
-        else:
-            warming.set_result(None)
-        return explainer
+            if self.background_warmup:
+                threading.Thread(target=self._warm_passes, args=(name, explainer, warming),
+                                 name=f"camlens-warm-{name}", daemon=False).start()
+            else:
+                warming.set_result(None)
+
+        return self._loads.get(name, lambda: self._load(name), cached, publish)
 
     def _warm_passes(self, name: str, explainer, warming: Future) -> None:
         """Trace the WARM_METHODS passes of a published explainer (a failure is logged: the
