@@ -209,16 +209,23 @@ def _pool(op, p, s, ins, out_shape, path, kind):
     vals = a[iy[:, :, None], ix[:, None, :], c[:, None, None]]
     valid = vy[:, :, None] & vx[:, None, :]
     vals = np.where(valid, vals, -np.inf).reshape(len(p), -1)
-    if kind == "max":
-        keep = np.zeros(vals.shape, bool)
-        keep[np.arange(len(p)), vals.argmax(1)] = True
-    else:
-        keep = vals > 0
-        _fallback(keep, vals)
+    keep = _pooled(vals, kind)
     r, q = np.nonzero(keep)
     dy, dx = np.divmod(q, ksize[1])
     idx = np.ravel_multi_index((iy[r, dy], ix[r, dx], c[r]), a.shape)
     return [(0, idx, vals[r, q])]
+
+
+def _pooled(vals: np.ndarray, kind: str) -> np.ndarray:
+    """Which window entries a pooled neuron backtracks to, per row: max pooling its argmax,
+    average pooling every positive entry (the fallback rule when none is)."""
+    if kind == "max":
+        keep = np.zeros(vals.shape, bool)
+        keep[np.arange(len(vals)), vals.argmax(1)] = True
+        return keep
+    keep = vals > 0
+    _fallback(keep, vals)
+    return keep
 
 
 def _global_pool(op, p, s, ins, out_shape, path, kind):
@@ -229,12 +236,7 @@ def _global_pool(op, p, s, ins, out_shape, path, kind):
     H, W, C = a.shape
     c = p % C
     vals = a.reshape(H * W, C)[:, c].T                                      # (n, HW)
-    if kind == "max":
-        keep = np.zeros(vals.shape, bool)
-        keep[np.arange(len(p)), vals.argmax(1)] = True
-    else:
-        keep = vals > 0
-        _fallback(keep, vals)
+    keep = _pooled(vals, kind)
     r, q = np.nonzero(keep)
     return [(0, q * C + c[r], vals[r, q] / (1 if kind == "max" else H * W))]
 

@@ -209,7 +209,7 @@ def load(spec: LiteModel, path: Path):
     return model
 
 
-#: Measured by `python -m bench.photos` on ../shared/samples/real (52 vehicle photos, 12
+#: Measured by `python bench/photos.py` on the shared test photos beside the repo (52 vehicle photos, 12
 #: without a vehicle), top-1 through the registry's Explainer.predict:
 #: (vehicle class first, vehicle class in the top 5, non-vehicle first on negatives,
 #:  p(sports car) on the yellow Ferrari car_front_01.jpg)

@@ -14,7 +14,7 @@ bicycles one meets on a street, and the car parts a close-up of one shows":
   bicycle-built-for-two, tricycle
 - parts: car wheel, grille, car mirror, disk brake
 - crash helmet: ImageNet has no motorcycle class, and its models name a ridden motorbike by
-  the rider's helmet (3 of the 4 motorcycle photos in ../shared/samples/real get it first)
+  the rider's helmet (3 of the 4 motorcycle photos of the shared test set get it first)
 
 Left out on purpose: rail vehicles (bullet train, locomotives, freight and passenger cars),
 work, farm and military machines (tractor, harvester, thresher, forklift, plow, lawn mower,
