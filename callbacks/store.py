@@ -225,12 +225,14 @@ class HealingCache:
     def size_limit(self) -> int:
         return self.cache.size_limit
 
-    def _guard(self, action, fallback):
+    def _guard(self, action, fallback=None):
+        """action(), or after a damaged database is rebuilt: fallback() (default: action again,
+        on the fresh database)."""
         try:
             return action()
         except sqlite3.DatabaseError as error:
             self._rebuild(error)
-            return fallback()
+            return (fallback or action)()
 
     def get(self, key, default=None):
         def read():
@@ -244,12 +246,10 @@ class HealingCache:
         return self._guard(read, lambda: default)
 
     def set(self, key, value, expire: float | None = None) -> None:
-        self._guard(lambda: self.cache.set(key, value, expire=expire),
-                    lambda: self.cache.set(key, value, expire=expire))
+        self._guard(lambda: self.cache.set(key, value, expire=expire))
 
     def incr(self, key, delta: int = 1, default: int = 0) -> int:
-        return self._guard(lambda: self.cache.incr(key, delta, default=default),
-                           lambda: self.cache.incr(key, delta, default=default))
+        return self._guard(lambda: self.cache.incr(key, delta, default=default))
 
     def count(self, key) -> int:
         value = self.get(key, 0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from explain import formulas as F
-from explain.errors import ExplainError
 from explain.methods.cams import signed_gradients
 from explain.spec import Method, Option
 
