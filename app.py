@@ -14,7 +14,6 @@ import importlib.util
 import logging
 import os
 import re
-import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -24,6 +23,7 @@ import dash
 import flask
 
 import callbacks
+from explain.private import private_folder
 
 log = logging.getLogger("camlens")
 
@@ -48,29 +48,6 @@ def default_cache_dir() -> Path:
     if os.access(home, os.W_OK):
         return home / ".cache" / "camlens"
     return Path(tempfile.gettempdir()) / f"camlens-{os.getuid()}"
-
-
-def private_folder(path: Path) -> Path:
-    """`path`, created owner-only (0700) when missing; an existing one must be a real folder owned
-    by this user and writable by no one else, since the caches in it are trusted. Any other case
-    raises ValueError with a one-line reason (nothing is read from it)."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = path.lstat()
-    except OSError as error:
-        raise ValueError(f"cache folder {path}: {error.strerror or error}") from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise ValueError(f"cache folder {path} is not a folder (a link or a file): refusing it")
-    if st.st_uid != os.getuid():
-        raise ValueError(f"cache folder {path} belongs to another user (uid {st.st_uid}): refusing it; "
-                         "set CAMLENS_CACHE_DIR to a folder of your own")
-    if st.st_mode & 0o022:
-        raise ValueError(f"cache folder {path} is writable by other users "
-                         f"(mode {stat.S_IMODE(st.st_mode):o}): refusing it; chmod 700 it or choose another")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"cache folder {path} is not writable by this user")
-    return path
 
 
 def _option(default, parse, help: str):
@@ -327,7 +304,8 @@ def create_app(config: Config | None = None) -> dash.Dash:
 
     from models import Registry
 
-    registry = Registry(config.models_dir, config.model_cache_size, background_warmup=True)
+    registry = Registry(config.models_dir, config.model_cache_size, background_warmup=True,
+                        passes_dir=config.cache_dir / "passes")
     if config.warm_start:   # off the request path: /healthz answers meanwhile
         registry.warm_default()
 

@@ -10,6 +10,8 @@ swing, compare rows of one run).
 API path (`python bench/cold.py --child ...`), process start to:
   ours        Explainer(model) then explain(image, ["gradcam"]) - what a script pays;
   ours+warm   Explainer + warmup("gradcam", "gradients") then Grad-CAM - what the app's registry does;
+  ours+kept   Explainer(kept_passes=DIR) then Grad-CAM, DIR filled by an earlier process (a first,
+              unreported run of the same model): a restart or a second worker (explain.kept);
   tf-keras-vis  Gradcam(model, ReplaceToLinear, clone=True)(CategoricalScore, x) - the peer's first call
               (only when tf-keras-vis is installed: `pip install tf-keras-vis`, not a requirement).
   Columns: imports done, model built, first Grad-CAM, and the second (warm) one for reference.
@@ -18,9 +20,11 @@ Server path: serve.py on a free 127.0.0.1 port (fresh private cache folder), the
 browser tab speaking the Dash callback protocol (bench/load.py's Page): load the page, choose the
 model (ResNet50V2 is offered as a user file in CAMLENS_MODELS_DIR), upload a sample, until the
 first callback answers with a figure. Columns: server start -> /healthz answers; a visitor who
-comes at once: server start -> first figure; a visitor who comes `--visit-after` seconds after the
+comes at once: server start -> first figure, and /healthz -> first figure; a visitor who comes
+`--visit-after` seconds after the
 start: opening the page (then at once their upload, or the model choice then the upload) -> first
-figure. `--before DIR` runs the same
+figure. Each server row runs with a fresh cache folder, and again after a first start filled its
+kept passes (a restart). `--before DIR` runs the same
 against another checkout (e.g. `git archive HEAD | tar -x -C DIR`) with the same venv.
 """
 from __future__ import annotations
@@ -87,7 +91,8 @@ def child(kind: str, name: str, t0: float) -> dict:
         def once():
             return gradcam(CategoricalScore([779]), x, penultimate_layer=layer)
     else:
-        explainer = Explainer(model, preprocess, input_size=(224, 224), default_layer=layer)
+        kept = os.environ["CAMLENS_BENCH_KEPT"] if kind == "kept" else None
+        explainer = Explainer(model, preprocess, input_size=(224, 224), default_layer=layer, kept_passes=kept)
         if kind == "app":
             explainer.warmup(methods=WARM_METHODS)
             marks["warm"] = time.time() - t0
@@ -102,8 +107,8 @@ def child(kind: str, name: str, t0: float) -> dict:
     return marks
 
 
-def run_child(kind: str, name: str) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+def run_child(kind: str, name: str, kept: Path | None = None) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT), CAMLENS_BENCH_KEPT=str(kept or ""))
     t0 = time.time()
     done = subprocess.run([sys.executable, __file__, "--child", kind, "--model", name, "--t0", repr(t0)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -135,14 +140,16 @@ def resnet_folder() -> Path:
 
 
 def serve_once(checkout: Path, model: str, models_dir: Path | None, visit_after: float | None,
-               warm_start: bool) -> dict:
-    """Start serve.py from `checkout`; one visitor at /healthz time (visit_after None) or later."""
+               warm_start: bool, cache: Path | None = None) -> dict:
+    """Start serve.py from `checkout`; one visitor at /healthz time (visit_after None) or later.
+    `cache`: the cache folder to use and keep (a restart); None: a fresh one, removed after."""
     sys.path.insert(0, str(ROOT / "bench"))
     from load import Page, data_url
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cache = Path(tempfile.mkdtemp(prefix="camlens-cold-cache-"))
+    keep_cache = cache is not None
+    cache = cache or Path(tempfile.mkdtemp(prefix="camlens-cold-cache-"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CAMLENS_HOST="127.0.0.1", CAMLENS_PORT=str(port),
                CAMLENS_CACHE_DIR=str(cache), CAMLENS_WARM_START="1" if warm_start else "0",
                CAMLENS_LOG_LEVEL="INFO", PYTHONPATH=str(checkout))
@@ -192,6 +199,7 @@ def serve_once(checkout: Path, model: str, models_dir: Path | None, visit_after:
         if "figure" not in first:
             raise RuntimeError("no figure came back:\n" + "".join(log[-30:]))
         out["first_figure"] = first["figure"] - t0
+        out["healthz_to_figure"] = out["first_figure"] - out["healthz"]
         out["visit_to_figure"] = first["figure"] - visit
     except Exception as error:
         raise RuntimeError(f"{error}\nserver log:\n" + "".join(log[-40:])) from None
@@ -201,7 +209,8 @@ def serve_once(checkout: Path, model: str, models_dir: Path | None, visit_after:
             server.wait(60)
         except subprocess.TimeoutExpired:
             server.kill()
-        shutil.rmtree(cache, ignore_errors=True)
+        if not keep_cache:
+            shutil.rmtree(cache, ignore_errors=True)
     return out
 
 
@@ -221,7 +230,7 @@ def main(argv=None):
     parser.add_argument("--visit-after", type=float, default=25.0,
                         help="seconds after the server's start the second visitor comes")
     parser.add_argument("--before", type=Path, help="another checkout to run the server rows against")
-    parser.add_argument("--child", choices=("api", "app", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("api", "app", "kept", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--t0", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -235,20 +244,24 @@ def main(argv=None):
     except ImportError:
         peer = False
     if not args.no_api:
-        kinds = [("api", "ours"), ("app", "ours+warm")] + ([("peer", "tf-keras-vis")] if peer else [])
+        kinds = [("api", "ours"), ("app", "ours+warm"), ("kept", "ours+kept")] + \
+            ([("peer", "tf-keras-vis")] if peer else [])
         print("API path, fresh process -> first Grad-CAM (s; medians of", args.repeats, "runs)")
         print(f"{'model':<20} {'path':<13} {'imports':>8} {'model':>7} {'warm-up':>8} {'1st CAM':>8} "
               f"{'after model':>11} {'2nd CAM':>8}")
         for name in args.models:
+            kept = Path(tempfile.mkdtemp(prefix="camlens-cold-kept-"))
+            run_child("kept", name, kept)   # the earlier process that keeps the passes
             for kind, label in kinds:
                 runs = []
                 for _ in range(args.repeats):
-                    r = run_child(kind, name)
+                    r = run_child(kind, name, kept)
                     r["after"] = r["first"] - r["model"]
                     runs.append(r)
                 print(f"{name:<20} {label:<13} {med(runs, 'imports'):>8} {med(runs, 'model'):>7} "
                       f"{med(runs, 'warm'):>8} {med(runs, 'first'):>8} {med(runs, 'after'):>11} "
                       f"{med(runs, 'second'):>8}", flush=True)
+            shutil.rmtree(kept, ignore_errors=True)
     if args.no_server:
         return
     folder = resnet_folder() if "resnet50v2" in args.models else None
@@ -256,17 +269,24 @@ def main(argv=None):
     if args.before:
         checkouts.append((f"{args.before.name} (before)", args.before.resolve(), True))
     print(f"\nServer path: serve.py start -> first figure over HTTP (s; medians of {args.repeats} runs)")
-    print(f"{'model':<20} {'server':<24} {'/healthz':>8} {'visitor at once: figure':>24} "
-          f"{f'visitor at {args.visit_after:.0f}s: page->figure':>32}")
+    print(f"{'model':<20} {'server':<34} {'/healthz':>8} {'visitor at once: figure':>24} "
+          f"{'/healthz->figure':>17} {f'visitor at {args.visit_after:.0f}s: page->figure':>32}")
     for name in args.models:
+        models_dir = folder if name == "resnet50v2" else None
         for label, checkout, warm in checkouts:
-            now, later = [], []
-            for _ in range(args.repeats):
-                now.append(serve_once(checkout, name, folder if name == "resnet50v2" else None, None, warm))
-                later.append(serve_once(checkout, name, folder if name == "resnet50v2" else None,
-                                        args.visit_after, warm))
-            print(f"{name:<20} {label:<24} {med(now, 'healthz'):>8} {med(now, 'first_figure'):>24} "
-                  f"{med(later, 'visit_to_figure'):>32}", flush=True)
+            for restart in (False, True):
+                now, later = [], []
+                for _ in range(args.repeats):
+                    cache = Path(tempfile.mkdtemp(prefix="camlens-cold-cache-")) if restart else None
+                    if restart:   # a first start keeps the passes; the measured one is the restart
+                        serve_once(checkout, name, models_dir, None, warm, cache)
+                    now.append(serve_once(checkout, name, models_dir, None, warm, cache))
+                    later.append(serve_once(checkout, name, models_dir, args.visit_after, warm, cache))
+                    if cache:
+                        shutil.rmtree(cache, ignore_errors=True)
+                row = label + (", restart (kept passes)" if restart else ", fresh cache")
+                print(f"{name:<20} {row:<34} {med(now, 'healthz'):>8} {med(now, 'first_figure'):>24} "
+                      f"{med(now, 'healthz_to_figure'):>17} {med(later, 'visit_to_figure'):>32}", flush=True)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -7,6 +7,7 @@ The public face of the engine: it validates what callers ask for, then hands the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from explain import inputs
 from explain.errors import ExplainError, LayerError, MethodNotApplicable
 from explain.graph import FlatGraph
+from explain.kept import KeptPasses
 from explain.methods import METHODS, check_options
 from explain.passes import Passes
 from explain.result import MethodResult, Prediction
@@ -28,7 +30,7 @@ class Explainer:
 
     def __init__(self, model, preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
                  labels: Sequence[str] | None = None, input_size: tuple[int, int] | None = None,
-                 default_layer: str | None = None):
+                 default_layer: str | None = None, kept_passes: str | Path | None = None):
         self.model = model
         self.graph = FlatGraph(model)
         _, h, w, c = self.graph.input_shape
@@ -50,7 +52,10 @@ class Explainer:
         self._default_layer = (self.graph.resolve(default_layer) if default_layer
                                else self.graph.default_layer())
         self._cam_heads: dict[str, object] = {}   # layer -> its GAP + Dense head (None: no CAM)
-        self.passes = Passes(self.graph, self._size, self._channels, self._cam_dense)
+        # kept_passes: a private folder where traced passes are saved and later processes load them
+        # from instead of tracing (explain.kept); None traces in every process.
+        kept = KeptPasses(kept_passes, model) if kept_passes is not None else None
+        self.passes = Passes(self.graph, self._size, self._channels, self._cam_dense, kept)
 
     # -- properties --------------------------------------------------------------------------------
     @property

@@ -16,12 +16,16 @@ skips tf.function's per-call signature matching, ~0.5 ms, a tenth of a small mod
   the layer (FlatGraph.run_from); ``below``: the tensors computed below the layer that layers
   above it read (skip connections), from the clean image, fed to ``ablate`` as constants.
 
+With a `KeptPasses` (explain.kept), a pass another process traced for the same architecture is
+loaded instead of traced, and a pass traced here is saved for the next process.
+
 The score is S_t - S_c (c = -1: no contrast), S the logit or the probability; t = -1 means the
 top-1 class of row 0, resolved inside the pass so no extra forward is needed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import numpy as np
@@ -30,15 +34,19 @@ import tensorflow as tf
 from explain import formulas as F
 from explain.flight import SingleFlight
 from explain.graph import FlatGraph
+from explain.kept import KeptPasses
 from explain.perturb import MaskSource, run_batches
+
+log = logging.getLogger("camlens.passes")
 
 
 class Passes:
     """The compiled passes of one model (a FlatGraph) at one input size."""
 
     def __init__(self, graph: FlatGraph, size: tuple[int, int], channels: int,
-                 cam_head: Callable[[str], object]):
+                 cam_head: Callable[[str], object], kept: KeptPasses | None = None):
         self.graph, self.size, self.channels = graph, size, channels
+        self.kept = kept           # passes saved by an earlier process (explain.kept), or None
         self.cam_head = cam_head   # layer -> its GAP + Dense head's Dense layer, or None
         self.squash = "sigmoid" if graph.head_activation == "sigmoid" or graph.output_shape[-1] == 1 \
             else "softmax"
@@ -50,9 +58,25 @@ class Passes:
         a pass being traced never blocks a different one (a prediction's ``forward`` is not held
         up by a background warm-up tracing ``cam``)."""
         key = (kind, layer, score)
-        return self._flights.get(key, lambda: self._build(kind, layer, score).get_concrete_function(),
+        return self._flights.get(key, lambda: self._trace_or_load(key),
                                  lookup=lambda: self._fns.get(key),
                                  publish=lambda fn: self._fns.__setitem__(key, fn))
+
+    def _trace_or_load(self, key: tuple):
+        """The kept pass when an earlier process saved one, else a fresh trace (then kept)."""
+        function = self._build(*key)
+        if self.kept is None:
+            return function.get_concrete_function()
+        kept_key = (*key, self.size, self.channels, self.squash)
+        loaded = self.kept.load(kept_key, list(function.input_signature))
+        if loaded is not None:
+            return loaded
+        concrete = function.get_concrete_function()
+        try:
+            self.kept.keep(kept_key, concrete)
+        except OSError as error:   # a full or read-only disk costs the next start a trace, nothing else
+            log.warning("could not keep pass %s: %s", key, error)
+        return concrete
 
     def traced(self) -> list[tuple]:
         """(kind, layer, score) of every pass traced so far."""

@@ -85,10 +85,12 @@ class Registry:
     is published (the app); False (scripts, the CLI): before explainer() returns, as one step.
     Warm-up threads are not daemons: a process that exits meanwhile waits for them (TensorFlow
     aborts when a daemon thread is torn down mid-trace).
+    passes_dir: a private folder for kept passes (explain.kept): a model's passes traced by one
+    process are loaded, not traced, by the next (the app uses <cache folder>/passes); None: off.
     """
 
     def __init__(self, models_dir: Path | str | None = None, cache_size: int = 3,
-                 background_warmup: bool = False):
+                 background_warmup: bool = False, passes_dir: Path | str | None = None):
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         env = os.environ.get("CAMLENS_MODELS_DIR")
@@ -100,6 +102,7 @@ class Registry:
         self._cache: OrderedDict[str, object] = OrderedDict()
         self._warming: dict[str, Future] = {}  # name -> warm-up of its passes (result: None or the error)
         self.background_warmup = background_warmup
+        self.passes_dir = passes_dir
         self._inspect_lock = threading.Lock()  # guards user-file checks
         self._inspected: dict[Path, tuple[tuple, files.FileModel | str]] = {}
         self._failed: dict[str, tuple[tuple | None, str]] = {}
@@ -369,7 +372,7 @@ class Registry:
             args = (model, fm.preprocess, fm.label_list(), fm.input_size, fm.default_layer)
         self.loads += 1
         try:
-            explainer = Explainer(*args)
+            explainer = Explainer(*args, kept_passes=self.passes_dir)
             # The app's first view: predictions now; the gradient CAMs and vanilla gradients
             # after the explainer is published (explainer()), unless background_warmup is off.
             explainer.warmup(methods=() if self.background_warmup else WARM_METHODS)

@@ -167,3 +167,17 @@ def test_two_threads_asking_at_once_load_once(keras_home, user_dir):
     assert len(got) == 2 and got[0] is got[1]
     assert len(errors) == 2 and "Lambda" in errors[0] and errors[0] == errors[1]
     assert reg.loads == 1 and reg.loaded() == ["vehicles"]
+
+
+def test_a_second_registry_loads_the_kept_passes_of_the_first(keras_home, tmp_path):
+    """The app's restart (or a second worker): the warm-up passes a first registry traced are
+    loaded by the next one from passes_dir, with the same maps."""
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    first = Registry(passes_dir=tmp_path / "passes").explainer("vehicles")
+    expected = first.explain(image, ["gradcam", "gradients"])
+    second = Registry(passes_dir=tmp_path / "passes").explainer("vehicles")
+    got = second.explain(image, ["gradcam", "gradients"])
+    loaded = [key for key, fn in second.passes._fns.items() if getattr(fn, "kept", False)]
+    assert {key[0] for key in loaded} >= {"forward", "cam", "grad"}, second.passes._fns
+    for m in ("gradcam", "gradients"):
+        np.testing.assert_allclose(got[m].heatmap, expected[m].heatmap, atol=1e-5)
