@@ -311,8 +311,12 @@ def create_app(config: Config | None = None) -> dash.Dash:
 
     @server.route("/healthz")
     def healthz():
+        """Alive (always 200 while serving); `warm` says whether the default model's first
+        passes are ready, for a readiness check that should wait for them."""
+        default = registry.default_model()
         return flask.jsonify(status="ok", versions=versions(),
-                             models=[m.name for m in registry.list() if m.available])
+                             models=[m.name for m in registry.list() if m.available],
+                             default_model=default, warm=bool(default) and registry.warmed(default, timeout=0))
 
     callbacks.register(app, config, registry, manager)
     _harden(app, config)

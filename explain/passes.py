@@ -70,6 +70,7 @@ class Passes:
         kept_key = (*key, self.size, self.channels, self.squash)
         loaded = self.kept.load(kept_key, list(function.input_signature))
         if loaded is not None:
+            log.info("pass %s loaded from the kept passes, not traced", key)
             return loaded
         concrete = function.get_concrete_function()
         try:

@@ -110,16 +110,20 @@ def _request(url: str, data: bytes | None = None, timeout: float = 10):
         return error.code, error.headers, error.read()
 
 
+def _start(env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "serve.py"], cwd=REPO, env=env, stdout=out, stderr=out)
+
+
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
     """serve.py (what `make serve` and the Docker CMD run) on 127.0.0.1:<free port>."""
     port = _free_port()
+    cache = tmp_path_factory.mktemp("serve") / "cache"
     env = {**os.environ, "CAMLENS_PORT": str(port), "CAMLENS_HOST": "127.0.0.1", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "CAMLENS_CACHE_DIR": str(tmp_path_factory.mktemp("serve") / "cache"), "CAMLENS_THREADS": "4",
-           "CAMLENS_IDLE_TIMEOUT": "3"}
+           "CAMLENS_CACHE_DIR": str(cache), "CAMLENS_THREADS": "4", "CAMLENS_IDLE_TIMEOUT": "3"}
     log = tmp_path_factory.mktemp("serve-log") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "serve.py"], cwd=REPO, env=env, stdout=out, stderr=out)
+    process = _start(env, log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -137,12 +141,48 @@ def production(tmp_path_factory):
 
     server = Server()
     server.url, server.port, server.pid, server.log = url, port, process.pid, log
+    server.process, server.env, server.cache = process, env, cache
     yield server
     process.terminate()
     try:
         process.wait(15)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def _until_warm(url: str, process, log: Path, limit: float = 240) -> dict:
+    """/healthz's answer once it says the default model is warm."""
+    deadline = time.time() + limit
+    while True:
+        try:
+            status, _, body = _request(url + "/healthz", timeout=5)
+            if status == 200 and json.loads(body)["warm"]:
+                return json.loads(body)
+        except OSError:
+            pass
+        assert process.poll() is None, log.read_text()[-2000:]
+        assert time.time() < deadline, f"the default model was not warm within {limit} s"
+        time.sleep(0.3)
+
+
+def test_a_restart_loads_the_passes_the_first_start_kept(production, tmp_path):
+    """serve.py warms the default model at start (/healthz says when) and keeps its passes in the
+    cache folder; a second server on the same folder loads them instead of tracing."""
+    health = _until_warm(production.url, production.process, production.log)
+    assert health["default_model"]
+    cache = Path(production.cache) / "passes"
+    assert list(cache.glob("*.pb")), "no pass was kept"
+    port = _free_port()
+    env = {**production.env, "CAMLENS_PORT": str(port)}
+    log = tmp_path / "second.log"
+    second = _start(env, log)
+    try:
+        _until_warm(f"http://127.0.0.1:{port}", second, log)
+        text = log.read_text()
+        assert "loaded from the kept passes" in text and "dropped" not in text, text[-3000:]
+    finally:
+        second.terminate()
+        second.wait(30)
 
 
 def _stalled(port: int, declared: int, first: bytes) -> socket.socket:
