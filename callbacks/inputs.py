@@ -126,6 +126,19 @@ def register(deps) -> None:
                            f"using {using}.", color="warning")
         return options, value, about, info.display_name, card, targets, alerts
 
+    # A model that is not loaded yet takes seconds (its weights, then its first passes): say so at
+    # once, in the browser; on_model replaces the line when the model is ready.
+    app.clientside_callback(
+        """function(name, options) {
+            const o = (options || []).find(x => x.value === name);
+            return name ? "Loading " + (o ? o.label : name) + "… (the first time takes a few seconds)" : "";
+        }""",
+        Output("model-info", "children", allow_duplicate=True),
+        Input("model", "value"),
+        State("model", "options"),
+        prevent_initial_call="initial_duplicate",
+    )
+
     @app.callback(
         Output("domain-alert", "is_open"),
         Output("domain-text", "children"),
