@@ -96,8 +96,9 @@ class Config:
     theme: str = _option("bootstrap", str.lower, "Bootstrap theme: bootstrap or a Bootswatch name")
     warm_start: bool = _option(False, _bool, "load and warm the default model in the background at start "
                                               "(on under `python app.py` and serve.py)")
-    secret: str | None = _option(None, str, "key that signs background-job handles; the same on every web "
-                                            "machine (default: a key file made in the cache folder)")
+    secret: str | None = field(default=None, repr=False, metadata={  # never printed with the config
+        "parse": str, "help": "key that signs background-job handles; the same on every web machine "
+                              "(default: a key file made in the cache folder)"})
 
     def __post_init__(self):
         problems = []

@@ -75,10 +75,7 @@ def duration(seconds: float) -> str:
 
 
 def seconds_text(guess: work.Estimate) -> str:
-    if guess.seconds is None:
-        return "time unknown until a first pass is measured"
-    text = f"about {duration(guess.seconds)}" if guess.measured else \
-        f"at most about {duration(guess.seconds)} (batched passes are faster)"
+    text = f"about {duration(guess.seconds)}"
     if guess.compile >= 0.5:
         text += f", plus about {duration(guess.compile)} to compile once (first run on this model)"
     return text

@@ -321,7 +321,8 @@ class Store:
     def pace(self, model: str, kind: str = "single") -> float | None:
         """Seconds per model pass last measured on `model` (a running mean), for cost estimates.
         kind "single": one image per call (predictions, gradient methods); "batched": the slow
-        methods' batched passes, several times cheaper per image."""
+        methods' batched passes, several times cheaper per image ("batched <method>": one slow
+        method's own); "compile": seconds per pass traced the first time (callbacks.work)."""
         return self.meta.get(meta_key("pace", model, kind))
 
     def record_pace(self, model: str, seconds: float, passes: int, kind: str = "single") -> None:

@@ -125,8 +125,7 @@ PROBE_BATCH = 16
 @dataclass(frozen=True)
 class Estimate:
     passes: int
-    seconds: float | None   # warm model passes at the pace measured on this model (None: unknown)
-    measured: bool          # False: from single-image passes, an upper bound for batched work
+    seconds: float          # warm model passes at the batched pace measured on this model
     compile: float = 0.0    # one-off: tracing the passes this model has not run yet (first run only)
 
 
@@ -147,14 +146,14 @@ def estimate(store: Store, registry, ctx: Context, methods) -> Estimate:
     the compile inside said 10309 s for a job of 220 s.)"""
     todo = [m for m in methods if store.get(ctx.key(m)) is None]
     if not todo:
-        return Estimate(0, 0.0, True)
+        return Estimate(0, 0.0)
     explainer = registry.explainer(ctx.model)
     costs = explainer.cost(todo, ctx.layer if _needs_layer(todo) else None, **ctx.options)
     passes = sum(costs.values())
     pace = store.pace(ctx.model, "batched") or probe_pace(store, registry, ctx.model)
     seconds = sum(units * (store.pace(ctx.model, "batched " + m) or pace) for m, units in costs.items())
     per_trace = store.pace(ctx.model, "compile") or 0.0
-    return Estimate(passes, seconds, True, len(untraced(explainer, todo)) * per_trace)
+    return Estimate(passes, seconds, len(untraced(explainer, todo)) * per_trace)
 
 
 def probe_pace(store: Store, registry, model: str) -> float:

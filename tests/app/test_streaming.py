@@ -117,3 +117,29 @@ def test_a_planted_pickle_in_the_job_cache_never_runs_and_the_page_says_so(camle
     assert until(lambda: not camlens.progress()[0], 10)
     assert camlens.duo.find_element("#run-slow").is_enabled()
     assert not marker.exists()
+
+
+def test_the_first_estimate_is_within_2x_of_the_first_run_on_a_real_model(tmp_path):
+    """The bundled `vehicles` model (a real Keras CNN), fresh: the estimate shown before the first
+    run (warm batched pace measured by a probe, the one-off compile of its masked-forward pass
+    stated apart) against the time that run takes. The old estimate counted single-image passes."""
+    from callbacks import work
+    from callbacks.store import Store
+    from models import Registry
+    from models.scenes import make_scene
+
+    store, registry = Store(tmp_path / "store"), Registry(background_warmup=True)   # as the app has them
+    stored = store.put_image("v" * 64, make_scene(4, 160).image)
+    work.predictions(store, registry, stored.key, "vehicles")
+    ctx = work.Context(image=stored.key, model="vehicles", layer=work.layers_for(registry, "vehicles", None),
+                       target=0, options={"occlusion_patch": 8, "occlusion_stride": 2})
+    guess = work.estimate(store, registry, ctx, [FIRST])
+    assert guess.passes > 1000 and guess.compile > 0, guess   # not traced yet: its compile is said apart
+    start = time.perf_counter()
+    work.compute(store, registry, ctx, [FIRST])
+    actual = time.perf_counter() - start
+    predicted = guess.seconds + guess.compile
+    print(f"estimate {guess.seconds:.1f} s + compile {guess.compile:.2f} s = {predicted:.1f} s; actual {actual:.1f} s")
+    assert actual / 2 <= predicted <= 2 * actual, (predicted, actual)
+    assert work.untraced(registry.explainer("vehicles"), [FIRST]) == set()
+    assert work.estimate(store, registry, ctx, [FIRST]).passes == 0   # cached now
