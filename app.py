@@ -305,6 +305,9 @@ def signing_secret(config: Config) -> bytes:
     jobs silently end."""
     if config.secret:
         return config.secret.encode()
+    if config.redis_url:
+        log.warning("CAMLENS_SECRET is not set: web servers on other machines will not read the jobs this "
+                    "one starts (set the same CAMLENS_SECRET on each)")
     import secrets
 
     path = config.cache_dir / "secret.key"
