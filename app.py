@@ -73,6 +73,9 @@ class Config:
     theme: str = _option("bootstrap", str.lower, "Bootstrap theme: bootstrap or a Bootswatch name")
     warm_start: bool = _option(False, _bool, "load and warm the default model in the background at start "
                                               "(on under `python app.py` and serve.py)")
+    secret: str | None = field(default=None, repr=False, metadata={  # never printed with the config
+        "parse": str, "help": "key that signs background-job handles; the same on every web machine "
+                              "(default: a key file made in the cache folder)"})
 
     def __post_init__(self):
         problems = []
@@ -265,11 +268,44 @@ def background_manager(config: Config):
 
         celery = Celery("camlens", broker=config.redis_url, backend=config.redis_url)
         return CeleryJobManager(celery)
-    import diskcache
-
     from callbacks.jobs import ThreadJobManager
 
-    return ThreadJobManager(diskcache.Cache(str(config.cache_dir / "jobs")))
+    return ThreadJobManager(config.cache_dir / "jobs")
+
+
+def signing_secret(config: Config) -> bytes:
+    """The key Dash signs background-job handles with (the Flask secret_key): CAMLENS_SECRET, else
+    a random key kept in `<cache_dir>/secret.key` (made once, owner-only, in the private cache
+    folder), so every web process on that folder, and a restarted one, accepts the others'
+    handles. Without it Dash keeps its own key in the job store, where a store rebuilt after
+    damage or unreachable at start gives each process a different key, and the page's running
+    jobs silently end."""
+    if config.secret:
+        return config.secret.encode()
+    if config.redis_url:
+        log.warning("CAMLENS_SECRET is not set: web servers on other machines will not read the jobs this "
+                    "one starts (set the same CAMLENS_SECRET on each)")
+    import secrets
+
+    path = config.cache_dir / "secret.key"
+    if not path.exists():
+        draft = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)      # atomic: the first process's key wins, the others read it
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    st = path.lstat()
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ValueError(f"key file {path} must be a file of this user readable by no one else: refusing it")
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise ValueError(f"key file {path} is damaged (too short): delete it and restart")
+    return key.encode()
 
 
 def create_app(config: Config | None = None) -> dash.Dash:
@@ -292,6 +328,7 @@ def create_app(config: Config | None = None) -> dash.Dash:
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     server = app.server
+    server.secret_key = signing_secret(config)
 
     @server.route("/vendor/bootstrap5/<path:filename>")
     def bootstrap_static(filename):

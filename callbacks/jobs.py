@@ -15,6 +15,10 @@ batches (a thread cannot be killed). With CAMLENS_REDIS_URL, Dash's CeleryManage
 (CeleryJobManager): Celery's prefork workers load models once per worker process and keep them.
 Both add a job lifecycle to Dash's protocol (`_Lifecycle`): a result is never lost between "done"
 and "read", every job has its own result key, and a job whose runner died is reported failed.
+
+The thread manager's cache (`JobCache`) is the main store's self-healing, pickle-free cache
+(callbacks.store) with Dash's values made plain JSON first: a planted or damaged file there is
+dropped, never unpickled, and the job it belonged to ends with a message on the page.
 """
 from __future__ import annotations
 
@@ -30,7 +34,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import dash
+import diskcache
+from _plotly_utils.utils import PlotlyJSONEncoder
 from dash import Input, Output
+
+from callbacks.store import HealingCache, SafeDisk, meta_key
 
 log = logging.getLogger("camlens.jobs")
 
@@ -44,6 +52,28 @@ _TTL = 6 * 3600
 RUNNING, DONE, READ, FAILED = "running", "done", "read", "failed"
 
 _ERROR_PREFIX = "An error occurred inside a background callback: "
+
+#: What the page says when a job's result or record is in the job cache but cannot be read back.
+UNREADABLE = "The job's result could not be read back (the job cache was damaged): run it again."
+
+
+class JobDisk(SafeDisk):
+    """SafeDisk for Dash's job values. Dash's DiskcacheManager stores Python objects (outputs may
+    hold `no_update` or components): they are made plain JSON first with Plotly's encoder, exactly
+    as Dash's CeleryManager does, so nothing here needs pickle (tuples come back as lists, which
+    Dash reads alike)."""
+
+    def store(self, value, read, key=diskcache.core.UNKNOWN):
+        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            value = json.loads(json.dumps(value, cls=PlotlyJSONEncoder))
+        return super().store(value, read, key)
+
+
+class JobCache(HealingCache):
+    """The background jobs' cache: results, progress and the job table, self-healing (a value
+    that does not decode is a miss; a damaged index is moved aside) and never unpickled."""
+
+    disk = JobDisk
 
 
 class _Lifecycle:
@@ -83,8 +113,26 @@ class _Lifecycle:
         if record is not None:
             self._save(job, {**record, "state": state, **({"reason": reason} if reason else {})})
 
+    def get_progress(self, key):
+        try:
+            return super().get_progress(key)
+        except ValueError as error:   # damaged JSON in Redis: no progress this time
+            log.warning("job progress %s unreadable (%s): dropped", key, error)
+            self.clear_cache_entry(self._make_progress_key(key))
+            return None
+
+    def _read(self, key, job):
+        """Dash's get_result; a value that does not decode (damaged JSON in Redis) is dropped and
+        answered as an error for the page (the disk cache drops such values itself)."""
+        try:
+            return super().get_result(key, job)
+        except ValueError as error:
+            log.warning("job result %s unreadable (%s): dropped", key, error)
+            self.clear_cache_entry(key)
+            return {"background_callback_error": {"msg": UNREADABLE, "tb": ""}}
+
     def get_result(self, key, job):
-        result = super().get_result(key, job)
+        result = self._read(key, job)
         if job is None:
             return result
         job = str(job)
@@ -94,7 +142,7 @@ class _Lifecycle:
         reason = self._why_dead(job)
         if reason is None:
             return result
-        result = super().get_result(key, job)   # it may have finished just now after all
+        result = self._read(key, job)   # it may have finished just now after all
         if result is not self.UNDEFINED:
             self._mark(job, READ)
             return result
@@ -121,6 +169,8 @@ class _Lifecycle:
         state = record.get("state")
         if state == FAILED:
             return record.get("reason") or "The job failed."
+        if state == DONE and not self.result_ready(record["key"]):
+            return UNREADABLE   # its runner wrote a result that is gone: dropped as damaged
         if state != RUNNING:
             return None
         reason = self._runner_failed(job)
@@ -142,23 +192,26 @@ class _Lifecycle:
 
 
 class ThreadJobManager(_Lifecycle, dash.DiskcacheManager):
-    """Dash background callbacks on in-process threads, bookkeeping in diskcache."""
+    """Dash background callbacks on in-process threads, bookkeeping in a JobCache (`cache`: one,
+    or the folder for one)."""
 
     def __init__(self, cache, workers: int = 2, cache_by=None, expire=None):
-        super().__init__(cache, cache_by=cache_by, expire=expire)
+        cache = cache if isinstance(cache, JobCache) else JobCache(cache)
+        super().__init__(cache.cache, cache_by=cache_by, expire=expire)   # Dash checks for a diskcache
+        self.handle = cache   # ... but every read and write goes through the healing cache
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="camlens-job")
         self._live: set[str] = set()      # this process's queued and running jobs: they get heartbeats
         self._lock = threading.Lock()
         self._beater: threading.Thread | None = None
 
     def _load(self, job):
-        return self.handle.get(("job", job))
+        return self.handle.get(meta_key("job", job))
 
     def _save(self, job, record):
-        self.handle.set(("job", job), record, expire=_TTL)
+        self.handle.set(meta_key("job", job), record, expire=_TTL)
 
     def _last_beat(self, job):
-        return self.handle.get(("beat", job))
+        return self.handle.get(meta_key("beat", job))
 
     @staticmethod
     def _now():
@@ -168,7 +221,7 @@ class ThreadJobManager(_Lifecycle, dash.DiskcacheManager):
         return record.get("state") == RUNNING
 
     def _abandon(self, job):
-        self.handle.set(("cancel", job), True, expire=_TTL)   # should the thread still be there
+        self.handle.set(meta_key("cancel", job), True, expire=_TTL)   # should the thread still be there
 
     def _heartbeat(self):
         """One thread beats for all of this process's jobs: it stops when the process dies."""
@@ -179,7 +232,7 @@ class ThreadJobManager(_Lifecycle, dash.DiskcacheManager):
                 now = time.time()
                 for job in jobs:
                     try:
-                        self.handle.set(("beat", job), now, expire=_TTL)
+                        self.handle.set(meta_key("beat", job), now, expire=_TTL)
                     except Exception:  # noqa: BLE001 - a full disk must not kill the heartbeat
                         log.exception("heartbeat of job %s", job)
                 time.sleep(self.beat_every)
@@ -189,7 +242,7 @@ class ThreadJobManager(_Lifecycle, dash.DiskcacheManager):
     def call_job_fn(self, key, job_fn, args, context):
         job = f"t{os.getpid()}-{uuid.uuid4().hex[:16]}"
         self._save(job, {"state": RUNNING, "key": key, "started": time.time()})
-        self.handle.set(("beat", job), time.time(), expire=_TTL)
+        self.handle.set(meta_key("beat", job), time.time(), expire=_TTL)
         with self._lock:
             self._live.add(job)
             if self._beater is None or not self._beater.is_alive():
@@ -219,7 +272,7 @@ class ThreadJobManager(_Lifecycle, dash.DiskcacheManager):
     def terminate_job(self, job):
         if job is not None and (self._load(str(job)) or {}).get("state") == RUNNING:
             log.info("cancel requested for job %s", job)
-            self.handle.set(("cancel", str(job)), True, expire=_TTL)
+            self.handle.set(meta_key("cancel", str(job)), True, expire=_TTL)
 
     def terminate_unhealthy_job(self, job):
         return False
@@ -231,7 +284,7 @@ class ThreadJobManager(_Lifecycle, dash.DiskcacheManager):
     def cancelled(self) -> bool:
         """True once the browser cancelled (or superseded) the job running on this thread."""
         job = _current_job.get()
-        return bool(job and self.handle.get(("cancel", job), False))
+        return bool(job and self.handle.get(meta_key("cancel", job), False))
 
 
 class CeleryJobManager(_Lifecycle, dash.CeleryManager):
@@ -278,7 +331,24 @@ class CeleryJobManager(_Lifecycle, dash.CeleryManager):
         status = self.handle.AsyncResult(job).status
         if status in ("FAILURE", "REVOKED"):
             return f"The job stopped: its Celery worker process ended ({status.lower()}). Run it again."
+        if status == "SUCCESS" and not self.result_ready((self._load(job) or {}).get("key", "")):
+            return UNREADABLE   # finished, but its result is gone from Redis
         return None
+
+    def get_updated_props(self, key):
+        """Values the job sent with `dash.set_props`, read once. (Dash 4.4.1's CeleryManager reads
+        them but deletes the *result* key instead: the entry stayed, every poll re-sent it, and a
+        result written meanwhile was lost.)"""
+        name = self._make_set_props_key(key)
+        raw = self.handle.backend.get(name)
+        if raw is None:
+            return {}
+        self.clear_cache_entry(name)
+        try:
+            return json.loads(raw)
+        except ValueError as error:
+            log.warning("job update %s unreadable (%s): dropped", name, error)
+            return {}
 
     def _abandon(self, job):
         try:
@@ -363,20 +433,28 @@ def _queue_down(error: BaseException) -> bool:
     return False
 
 
-def job_arguments(manager, run: str, cancel: str, progress: str) -> dict:
+def job_arguments(manager, run: str, cancel: str, progress: str, text: str | None = None,
+                  stop: tuple = ()) -> dict:
     """Dash background-callback arguments for a job that button `run` starts, button `cancel`
-    stops and dbc.Progress `progress` shows (hidden while idle): the page's one job pattern."""
+    stops and dbc.Progress `progress` shows (hidden while idle): the page's one job pattern.
+    `text`: an element beside the bar for the progress text (else the bar's own label, which is
+    unreadable on a short bar); `stop`: more Inputs that cancel the job when they change."""
+    margin = "mt-1" if text else "mt-2"
+    progress_outputs = [Output(progress, "value"), Output(text or progress, "children" if text else "label")]
+    running = [
+        (Output(run, "disabled"), True, False),
+        (Output(cancel, "disabled"), False, True),
+        (Output(progress, "className"), margin, f"{margin} d-none"),
+    ]
+    if text:
+        running.append((Output(text, "className"), "progress-text small mt-2", "progress-text small mt-2 d-none"))
     return dict(
         background=True,
         manager=manager,
-        progress=[Output(progress, "value"), Output(progress, "label")],
+        progress=progress_outputs,
         progress_default=[0, ""],
-        running=[
-            (Output(run, "disabled"), True, False),
-            (Output(cancel, "disabled"), False, True),
-            (Output(progress, "className"), "mt-2", "mt-2 d-none"),
-        ],
-        cancel=[Input(cancel, "n_clicks")],
+        running=running,
+        cancel=[Input(cancel, "n_clicks"), *stop],
         interval=500,
     )
 

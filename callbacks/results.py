@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from dash import ALL, Input, Output, State, ctx, no_update
+from dash import ALL, Input, Output, State, ctx, no_update, set_props
 from dash.exceptions import PreventUpdate
 
 from callbacks import render as draw
@@ -20,7 +20,7 @@ from callbacks import work
 from callbacks.jobs import cancel_check, job_arguments, job_error_message
 from callbacks.inputs import alert, problem
 from explain import METHODS
-from explain.methods import DEFAULT_METHODS
+from explain.methods import DEFAULT_METHODS, option_owners
 from explain.errors import Cancelled, ExplainError
 from layouts.figures import message_card, result_card
 from layouts.page import empty_state
@@ -68,11 +68,31 @@ def make_context(store, registry, image, model, layer, target, score, cf, ids, v
                         contrast=None if contrast is None else int(contrast))
 
 
+def duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s" if seconds >= 2 else f"{seconds:.1f} s"
+
+
 def seconds_text(guess: work.Estimate) -> str:
-    if guess.seconds is None:
-        return "time unknown until a first pass is measured"
-    amount = f"{guess.seconds:.0f} s" if guess.seconds >= 2 else f"{guess.seconds:.1f} s"
-    return f"about {amount}" if guess.measured else f"at most about {amount} (batched passes are faster)"
+    text = f"about {duration(guess.seconds)}"
+    if guess.compile >= 0.5:
+        text += f", plus about {duration(guess.compile)} to compile once (first run on this model)"
+    return text
+
+
+#: What a change during a slow run is called on the page ("Stopped: the class changed").
+STOPS = {"image": "the image", "model": "the model", "layer": "the layer", "target": "the class",
+         "contrast": "the “rather than” class", "score": "the score", "counterfactual": "the counterfactual switch",
+         "option": "a method option"}
+
+
+def stop_reason(trigger, slow) -> str | None:
+    """Why a change stops the slow run of `slow` under way (None: it does not, as the methods
+    list or an option of other methods)."""
+    if isinstance(trigger, dict):
+        return STOPS["option"] if set(option_owners(trigger.get("name"))) & set(slow) else None
+    return STOPS.get(trigger)
 
 
 def register(deps) -> None:
@@ -84,28 +104,43 @@ def register(deps) -> None:
         Output("slow-estimate", "children"),
         Output("slow-panel", "className"),
         Output("alerts", "children", allow_duplicate=True),
+        Output("slow-stop", "data"),
         *context_deps(Input),
+        State("cancel", "disabled"),
+        State("slow-stop", "data"),
         prevent_initial_call=True,
     )
-    def run_fast(image, model, layer, target, score, cf, methods, ids, values, contrast):
+    def run_fast(image, model, layer, target, score, cf, methods, ids, values, contrast, no_job, stopped):
         if not image or not model:
             raise PreventUpdate
+        # A change of what the slow run computes stops it (Dash cancels the job when slow-stop
+        # changes): its result would be for the old setting. It is not requeued: changes come in
+        # bursts (a model brings a new layer and class), and the estimate below is for the new one.
+        stop, note = no_update, ""
         fast, slow = split(methods)
+        reason = stop_reason(ctx.triggered_id, slow) if no_job is False else None
+        if reason:
+            recent = stopped and time.time() - stopped.get("at", 0) < 10
+            if recent:   # one change brings others (a model, its layer): keep the first reason
+                reason = stopped["why"]
+            else:
+                stop = {"at": time.time(), "why": reason}
+            note = f"Stopped: {reason} changed; press “Run slow methods” again. "
         hidden = "mb-3 d-none"
         try:
             context = make_context(store, registry, image, model, layer, target, score, cf, ids, values, contrast)
             if fast:
                 work.compute(store, registry, context, fast)
             if not slow:
-                return time.time(), "", hidden, no_update
+                return time.time(), "", hidden, no_update, stop
             guess = work.estimate(store, registry, context, slow)
         except Exception as error:  # noqa: BLE001 - a bad layer, model or option: say so, go on
-            return time.time(), "", hidden, problem(error)
+            return time.time(), note, hidden, problem(error), stop
         names = ", ".join(METHODS[m].name for m in slow)
         if guess.passes == 0:
-            return time.time(), f"{names}: done (cached).", hidden, no_update
-        text = f"{names}: {guess.passes} model passes, {seconds_text(guess)}."
-        return time.time(), text, "mb-3", no_update
+            return time.time(), f"{note}{names}: done (cached).", hidden, no_update, stop
+        text = f"{note}{names}: {guess.passes} model passes, {seconds_text(guess)}."
+        return time.time(), text, "mb-3", no_update, stop
 
     @app.callback(
         Output("slow-done", "data"),
@@ -113,7 +148,8 @@ def register(deps) -> None:
         Input("run-slow", "n_clicks"),
         State("session", "data"),
         *CONTEXT,
-        **job_arguments(manager, run="run-slow", cancel="cancel", progress="progress"),
+        **job_arguments(manager, run="run-slow", cancel="cancel", progress="progress", text="progress-text",
+                        stop=[Input("slow-stop", "data")]),
         # The job died (its worker stopped), or Redis is down: say so; the button is free again.
         on_error=lambda error: ({"at": time.time(), "error": job_error_message(error)}, no_update),
         prevent_initial_call=True,
@@ -130,13 +166,15 @@ def register(deps) -> None:
                 return {"at": time.time()}, no_update
             explainer = registry.explainer(model)
             costs = explainer.cost(todo, context.layer, **context.options)
-            total = max(1, sum(costs.values()))
-            done, started = 0, time.time()
+            guess = work.estimate(store, registry, context, todo)
+            shown = _Progress(set_progress, costs, guess)
+            started = time.time()
             for m in todo:
-                set_progress((round(100 * done / total), f"{METHODS[m].name}…"))
-                work.compute(store, registry, context, [m], progress=_reporter(set_progress, m, done, costs[m], total),
-                             cancel=cancelled)
-                done += costs[m]
+                shown.begin(m)
+                work.compute(store, registry, context, [m], progress=shown.report, cancel=cancelled)
+                shown.end()
+                # Its figure now, not at the end of the job: `show` draws what is in the cache.
+                set_props("slow-partial", {"data": {"at": time.time(), "method": m}})
             set_progress((100, "done"))
         except Cancelled:
             log.info("background job cancelled")
@@ -210,22 +248,75 @@ def register(deps) -> None:
         zip_class = "btn btn-sm btn-outline-secondary" + ("" if good else " d-none")
         return cards, f"/download/{token}.zip", zip_class, alerts
 
+    # A slow method's result is in while the job goes on: draw it now. Not an Input of `show`:
+    # Dash holds back a callback while any of its inputs is an output of a running callback
+    # (slow-done, of run_slow), so `show` itself only runs when the job ends. Its twin, the same
+    # function with the display values read as States, is not held back.
+    app.callback(
+        Output("results-grid", "children", allow_duplicate=True),
+        Output("download-zip", "href", allow_duplicate=True),
+        Output("download-zip", "className", allow_duplicate=True),
+        Output("alerts", "children", allow_duplicate=True),
+        Input("slow-partial", "data"),
+        *(State(name, "value") for name in ("colormap", "opacity", "view", "scale", "signed")),
+        *CONTEXT,
+        prevent_initial_call=True,
+    )(lambda _partial, *rest: show(None, None, *rest))
 
-def _reporter(set_progress, method: str, done: int, units: int, total: int):
-    """The engine's 0..1 progress of one method -> the bar's percent of the whole job, at most
-    five updates a second (each is a write to the job cache)."""
-    last = [0.0]
-    name = METHODS[method].name
 
-    def report(fraction: float):
+class _Progress:
+    """The job's progress for the page: the bar's percent of the whole job and a line of text
+    beside it ("LIME: 40 % · about 50 s left"). Time left is from the pace measured in this run
+    (batches only: a method's compile, before its first batch, is left out), else the estimate's.
+    At most five updates a second (each is a write to the job cache)."""
+
+    def __init__(self, set_progress, costs: dict[str, int], guess: work.Estimate):
+        self.set, self.costs = set_progress, costs
+        self.total = max(1, sum(costs.values()))
+        self.pace = guess.seconds / max(1, guess.passes) if guess.seconds else None   # s per unit
+        self.done = 0                 # units of the finished methods
+        self.units = self.seconds = 0.0   # measured: units and seconds after each method's first batch
+        self.method, self.mark, self.last = None, None, 0.0
+
+    def begin(self, method: str) -> None:
+        self.method, self.mark = method, None
+        self._show(0.0)
+
+    def report(self, fraction: float) -> None:
         now = time.monotonic()
-        if now - last[0] < 0.2 and fraction < 1:
+        if self.mark is None:   # the first batch is in: measure from here
+            self.mark = (now, fraction)
+        elif now - self.last < 0.2 and fraction < 1:
             return
-        last[0] = now
-        percent = round(100 * (done + fraction * units) / total)
-        set_progress((percent, f"{name} {percent}%"))
+        self._show(fraction, now)
 
-    return report
+    def end(self) -> None:
+        if self.mark is not None:
+            now, (t0, f0) = time.monotonic(), self.mark
+            self.units += (1 - f0) * self.costs[self.method]
+            self.seconds += now - t0
+        self.done += self.costs[self.method]
+
+    def _rate(self, fraction: float, now: float) -> float | None:
+        units, seconds = self.units, self.seconds
+        if self.mark is not None:
+            t0, f0 = self.mark
+            units += (fraction - f0) * self.costs[self.method]
+            seconds += now - t0
+        if seconds >= 1.0 and units > 0:
+            return seconds / units
+        return self.pace
+
+    def _show(self, fraction: float, now: float | None = None) -> None:
+        now = now or time.monotonic()
+        self.last = now
+        units = self.done + fraction * self.costs[self.method]
+        percent = min(100, round(100 * units / self.total))
+        text = f"{METHODS[self.method].name}: {percent} %"
+        rate = self._rate(fraction, now)
+        if rate is not None:
+            text += f" · about {duration((self.total - units) * rate)} left"
+        self.set((percent, text))
 
 
 def _message(error: Exception) -> str:

@@ -194,6 +194,9 @@ class HealingCache:
     deleted (a miss, so it is recomputed); a damaged database (sqlite3.DatabaseError, e.g. a
     corrupt header) is moved aside as `<name>.damaged-<time>` and started afresh."""
 
+    #: How values are stored (a SafeDisk; the background-job cache stores Dash's values its own way).
+    disk = SafeDisk
+
     def __init__(self, path: Path, **settings):
         self.path, self.settings = Path(path), settings
         self.cache: diskcache.Cache | None = None
@@ -201,7 +204,7 @@ class HealingCache:
 
     def _open(self) -> diskcache.Cache:
         try:
-            return diskcache.Cache(str(self.path), disk=SafeDisk, **self.settings)
+            return diskcache.Cache(str(self.path), disk=self.disk, **self.settings)
         except sqlite3.DatabaseError as error:
             return self._rebuild(error)
 
@@ -218,7 +221,7 @@ class HealingCache:
             self.path.rename(aside)
         except OSError:
             pass  # another worker moved it first
-        self.cache = diskcache.Cache(str(self.path), disk=SafeDisk, **self.settings)
+        self.cache = diskcache.Cache(str(self.path), disk=self.disk, **self.settings)
         return self.cache
 
     @property
@@ -250,6 +253,13 @@ class HealingCache:
 
     def incr(self, key, delta: int = 1, default: int = 0) -> int:
         return self._guard(lambda: self.cache.incr(key, delta, default=default))
+
+    def delete(self, key) -> bool:
+        return self._guard(lambda: self.cache.delete(key), lambda: False)
+
+    def transact(self):
+        """diskcache's transaction (a context manager) on the current database."""
+        return self.cache.transact()
 
     def count(self, key) -> int:
         value = self.get(key, 0)
@@ -311,7 +321,8 @@ class Store:
     def pace(self, model: str, kind: str = "single") -> float | None:
         """Seconds per model pass last measured on `model` (a running mean), for cost estimates.
         kind "single": one image per call (predictions, gradient methods); "batched": the slow
-        methods' batched passes, several times cheaper per image."""
+        methods' batched passes, several times cheaper per image ("batched <method>": one slow
+        method's own); "compile": seconds per pass traced the first time (callbacks.work)."""
         return self.meta.get(meta_key("pace", model, kind))
 
     def record_pace(self, model: str, seconds: float, passes: int, kind: str = "single") -> None:

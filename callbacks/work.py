@@ -118,26 +118,81 @@ def cached(store: Store, ctx: Context, methods) -> dict[str, dict]:
     return out
 
 
+#: Images per batch in the pace probe: the batch size the slow methods run at (explain.perturb).
+PROBE_BATCH = 16
+
+
 @dataclass(frozen=True)
 class Estimate:
     passes: int
-    seconds: float | None   # None: no pass measured on this model yet
-    measured: bool          # False: from single-image passes, an upper bound for batched work
+    seconds: float          # warm model passes at the batched pace measured on this model
+    compile: float = 0.0    # one-off: tracing the passes this model has not run yet (first run only)
+
+
+def pass_kinds(methods) -> set[str]:
+    """The compiled passes (explain.passes kinds) `methods` run."""
+    return {"tap" if k == "acts" else k for m in methods for k in (*METHODS[m].passes, *METHODS[m].traces)}
+
+
+def untraced(explainer, methods) -> set[str]:
+    """Which of those passes this model has not traced yet (the first run of them compiles)."""
+    return pass_kinds(methods) - {key[0] for key in explainer.passes.traced()}
 
 
 def estimate(store: Store, registry, ctx: Context, methods) -> Estimate:
-    """Model passes the uncached `methods` need, and the seconds they should take at the pace
-    measured last on this model (batched work's own pace once a slow method has run)."""
+    """Model passes the uncached `methods` need, the seconds they take warm at the batched pace
+    measured on this model (each method's own once it has run here), and apart from that the
+    one-off compile of the passes not traced yet. (A first estimate from single-image passes with
+    the compile inside said 10309 s for a job of 220 s.)"""
     todo = [m for m in methods if store.get(ctx.key(m)) is None]
     if not todo:
-        return Estimate(0, 0.0, True)
+        return Estimate(0, 0.0)
     explainer = registry.explainer(ctx.model)
-    passes = sum(explainer.cost(todo, ctx.layer if _needs_layer(todo) else None, **ctx.options).values())
-    batched = store.pace(ctx.model, "batched")
-    if batched is not None:
-        return Estimate(passes, passes * batched, True)
-    single = store.pace(ctx.model)
-    return Estimate(passes, None if single is None else passes * single, False)
+    costs = explainer.cost(todo, ctx.layer if _needs_layer(todo) else None, **ctx.options)
+    passes = sum(costs.values())
+    pace = store.pace(ctx.model, "batched") or probe_pace(store, registry, ctx.model)
+    seconds = sum(units * (store.pace(ctx.model, "batched " + m) or pace) for m, units in costs.items())
+    per_trace = store.pace(ctx.model, "compile") or 0.0
+    return Estimate(passes, seconds, len(untraced(explainer, todo)) * per_trace)
+
+
+def probe_pace(store: Store, registry, model: str) -> float:
+    """Seconds per image of a warm batched forward pass of `model` (a batch of PROBE_BATCH zeros;
+    the fastest of a few runs after the first, which pays a one-off setup for the new batch
+    shape), recorded as the batched pace until a slow method measures its own. It also gives a
+    first compile cost per pass: a trace costs about twice that setup (measured: blend trace
+    0.11 s + first run 0.12 s vs 0.08 s setup on the tiny test model; 0.09 + 0.10 vs 0.10 s on
+    `vehicles`)."""
+    registry.warmed(model, timeout=60)   # the background warm-up would share the CPU with the probe
+    explainer = registry.explainer(model)
+    batch = np.zeros((PROBE_BATCH, *explainer.input_size, explainer.channels), np.float32)
+    times, begun = [], time.perf_counter()
+    while len(times) < 2 or (len(times) < 4 and time.perf_counter() - begun < 1.0):
+        start = time.perf_counter()
+        explainer.passes.forward(batch)
+        times.append(time.perf_counter() - start)
+    warm = min(times[1:])
+    store.record_pace(model, warm, PROBE_BATCH, "batched")
+    if store.pace(model, "compile") is None:
+        store.record_pace(model, 2 * max(times[0] - warm, 0.0) + 1e-3, 1, "compile")
+    log.info("pace of %s: %.2f ms per image in a batch of %d", model, 1e3 * warm / PROBE_BATCH, PROBE_BATCH)
+    return warm / PROBE_BATCH
+
+
+def compile_passes(store: Store, explainer, ctx: Context, layer, methods) -> None:
+    """Trace the passes `methods` need that this model has not run yet, timed apart from the
+    work (recorded as its compile pace), so the work's own pace is the warm one."""
+    new = untraced(explainer, methods)
+    if not new:
+        return
+    start = time.perf_counter()
+    try:
+        explainer.warmup(layer, methods)
+    except ExplainError:
+        return   # explain() meets it again and says so
+    traced = len(new - untraced(explainer, methods))
+    if traced:
+        store.record_pace(ctx.model, time.perf_counter() - start, traced, "compile")
 
 
 def _needs_layer(methods) -> bool:
@@ -167,6 +222,7 @@ def compute(store: Store, registry, ctx: Context, methods, *, progress=None, can
             return entries
         layer = layer if _needs_layer(todo) else None
     passes = sum(explainer.cost(todo, layer, **ctx.options).values())
+    compile_passes(store, explainer, ctx, layer, todo)
     store.count("explain")
     log.info("explain model=%s layer=%s target=%s methods=%s", ctx.model, layer, ctx.target, ",".join(todo))
     start = time.perf_counter()
@@ -187,6 +243,8 @@ def compute(store: Store, registry, ctx: Context, methods, *, progress=None, can
         return entries
     kind = "batched" if all(METHODS[m].slow for m in todo) else "single"
     store.record_pace(ctx.model, time.perf_counter() - start, passes, kind)
+    if kind == "batched" and len(todo) == 1:   # its own pace too: RISE's masks cost more than occlusion's
+        store.record_pace(ctx.model, time.perf_counter() - start, passes, "batched " + todo[0])
     for m, result in results.items():
         entry = {
             "method": m, "heatmap": result.heatmap.astype(np.float32), "raw": result.raw,

@@ -132,6 +132,9 @@ class Explainer:
             kinds = set(m.passes) | set(m.traces)
             if "cam" in kinds:
                 self.passes.layer_pass(x, lay if len(lay) > 1 else lay[0], None)
+            if "blend" in kinds:   # the masked forwards of the perturbation methods; traced and run
+                self.passes.masked_outputs(x, x, np.ones((1, 1, 1), np.float32))   # once: its first
+                # run costs as much again as the trace (graph optimisation), later batch shapes little
             tapped = planned_layer(self, m, lay, given)
             ours = lay is not None and tapped in (lay, lay[0])
             if "acts" in kinds and tapped is not None and not (use_cam and ours):

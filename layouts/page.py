@@ -267,8 +267,11 @@ def slow_panel():
             dbc.Button([html.I(className="bi bi-x-circle me-1"), "Cancel"], id="cancel", color="secondary",
                        outline=True, size="sm", n_clicks=0, disabled=True),
         ], className="d-flex align-items-center"),
-        dbc.Progress(id="progress", value=0, label="", striped=True, animated=True,
-                     className="mt-2 d-none", style={"height": "1.2rem"}),
+        # The text sits above the bar, not in it: a label inside a 3 % bar cannot be read.
+        html.Div(id="progress-text", className="progress-text small mt-2 d-none", role="status",
+                 **{"aria-live": "polite"}),
+        dbc.Progress(id="progress", value=0, striped=True, animated=True,
+                     className="mt-1 d-none", style={"height": "0.6rem"}),
     ]), id="slow-panel", className="mb-3 d-none")
 
 
@@ -319,6 +322,8 @@ def stores():
         dcc.Store(id="image"),          # {"key": content hash, "name", "width", "height"}
         dcc.Store(id="fast-done"),      # a token: new fast results are in the server's cache
         dcc.Store(id="slow-done"),      # the same for background jobs
+        dcc.Store(id="slow-partial"),   # one slow method's result is in, the job goes on
+        dcc.Store(id="slow-stop"),      # {"at", "why"}: the setting changed, the slow run is cancelled
     ]
 
 

@@ -77,6 +77,8 @@ def _poll(client, body, handle, until, timeout):
         data = answer.get_json()
         if "progress" in data:
             seen.append(data["progress"])
+        if "sideUpdate" in data:   # dash.set_props from the job (a slow method's result is in)
+            seen.append({"sideUpdate": data["sideUpdate"], "with_response": "response" in data})
         if "response" in data:
             return data["response"], time.monotonic() - start, seen
         if until and until(seen):
@@ -119,6 +121,16 @@ def test_celery_jobs_finish_and_a_killed_worker_fails_its_job(redis_url, tmp_pat
         manager.terminate_job(handle["job"].rpartition("~")[0])
         answer, waited, _ = _poll(client, body, handle, None, 15)
         assert answer["slow-done"]["data"].get("cancelled") is True, answer
+        # 2b. Streaming: the first method's result is announced (set_props) in a poll before the
+        # job's own answer, and only once (Dash's CeleryManager left it there for every poll).
+        body = _job_request(app, SLOW_DONE, "run-slow", {**values, "methods": ["occlusion", "rise"], "target": 1, "session": "s"},
+                            {"occlusion_patch": 16, "occlusion_stride": 8, "rise_masks": 4000})
+        handle = client.post("/_dash-update-component", json=body).get_json()
+        answer, _, seen = _poll(client, body, handle, None, 60)
+        updates = [s for s in seen if "sideUpdate" in s]
+        assert "error" not in answer["slow-done"]["data"], answer
+        assert [u["sideUpdate"]["slow-partial"]["data"]["method"] for u in updates] == ["occlusion", "rise"], updates
+        assert updates[0]["with_response"] is False, updates
         # 3. A long one: once it reports progress, kill the worker (and its pool) with -9.
         body = _job_request(app, SLOW_DONE, "run-slow", {**values, "session": "two"}, long_options)
         handle = client.post("/_dash-update-component", json=body).get_json()

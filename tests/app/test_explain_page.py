@@ -146,8 +146,8 @@ def test_cancel_stops_the_background_job(camlens, images, until):
     page.click("#cancel")
     assert until(lambda: not page.progress()[0], 10), "the progress bar stayed after cancel"
     handle = page.dash.camlens.manager.handle
-    running = lambda: [k for k in handle.iterkeys() if isinstance(k, tuple) and k[0] == "job"  # noqa: E731
-                       and handle.get(k) == "running"]
+    running = lambda: [k for k in handle.iterkeys() if k.startswith('["job"')  # noqa: E731
+                       and handle.get(k)["state"] == "running"]
     assert until(lambda: not running(), 10), "the job thread did not stop"
     assert page.duo.find_element("#run-slow").is_enabled()
     assert page.titles() == []  # no occlusion figure: its card still asks to run it

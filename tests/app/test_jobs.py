@@ -11,12 +11,12 @@ from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import dash
-import diskcache
 import numpy as np
 import pytest
 
 from app import Config, background_manager, create_app
-from callbacks.jobs import ThreadJobManager, job_error_message
+from callbacks.jobs import UNREADABLE, ThreadJobManager, job_error_message
+from callbacks.store import meta_key
 
 _FORK_AFTER_TF = textwrap.dedent("""
     import multiprocessing
@@ -45,7 +45,7 @@ def test_a_forked_child_of_a_process_that_ran_tensorflow_hangs():
 
 
 def make_manager(tmp_path):
-    return ThreadJobManager(diskcache.Cache(str(tmp_path / "jobs")), workers=1)
+    return ThreadJobManager(tmp_path / "jobs", workers=1)
 
 
 def test_thread_jobs_store_results_progress_and_state_in_the_cache(tmp_path, until):
@@ -135,7 +135,7 @@ def test_identical_jobs_get_their_own_result_keys(tmp_path):
     manager = make_manager(tmp_path)
     keys = {manager.build_cache_key(make_manager, ["same", "args"], [], None) for _ in range(2)}
     assert len(keys) == 2
-    cached = ThreadJobManager(diskcache.Cache(str(tmp_path / "cached")), cache_by=[lambda: "v1"])
+    cached = ThreadJobManager(tmp_path / "cached", cache_by=[lambda: "v1"])
     assert len({cached.build_cache_key(make_manager, ["same"], [], None) for _ in range(2)}) == 1  # caching kept
 
 
@@ -218,7 +218,7 @@ def test_a_job_whose_thread_dies_is_reported_failed_at_the_next_poll(tmp_path, u
 _WEB_WORKER = textwrap.dedent("""
     import sys, time, diskcache
     from callbacks.jobs import ThreadJobManager
-    manager = ThreadJobManager(diskcache.Cache(sys.argv[1]))
+    manager = ThreadJobManager(sys.argv[1])
     def work():
         time.sleep(120)
     key = manager.build_cache_key(work, [], [], None)
@@ -239,7 +239,7 @@ def test_a_job_whose_web_worker_is_killed_is_reported_failed_within_seconds(tmp_
                               cwd=Path(__file__).resolve().parents[2])
     try:
         key, job = worker.stdout.readline().split()
-        manager = ThreadJobManager(diskcache.Cache(str(cache)), workers=1)
+        manager = ThreadJobManager(cache, workers=1)
         manager.stale_after = 3.0
         time.sleep(2 * manager.beat_every + 0.5)
         assert manager.get_result(key, job) is manager.UNDEFINED and manager.job_running(job)  # alive, beating
@@ -292,3 +292,113 @@ def test_the_page_says_a_dead_job_failed_and_frees_the_button(camlens, images, u
     assert until(lambda: not page.progress()[0], 5), "the progress bar stayed"
     assert page.duo.find_element("#run-slow").is_enabled()
     assert waited < manager.stale_after + 3, waited
+
+
+# --- The job cache (issue 13): nothing in it is unpickled, a damaged value ends its job with a
+# message, and every web process (or a restarted one) on one cache folder reads the others' jobs.
+
+SLOW_DONE = "..slow-done.data...slow-estimate.children"
+
+
+class _Plant:
+    """A pickle that would create a file when loaded."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('pwned')",))
+
+
+def plant_pickle(cache_folder, key: str, marker) -> None:
+    """Overwrite `key`'s value in the job cache's database with a pickle, as a planted file would."""
+    import pickle
+    import sqlite3
+
+    con = sqlite3.connect(Path(cache_folder) / "cache.db")
+    with con:
+        changed = con.execute("UPDATE Cache SET mode = 4, filename = NULL, value = ? WHERE key = ?",
+                              (pickle.dumps(_Plant(marker)), key)).rowcount
+    con.close()
+    assert changed == 1, f"no row {key!r} to plant in"
+
+
+def test_dash_values_are_stored_without_pickle(tmp_path):
+    import sqlite3
+
+    manager = make_manager(tmp_path)
+    manager.handle.set("k", ({"at": 1.5}, dash.no_update))
+    manager.handle.set("k-progress", (3, "LIME: 3 %"))
+    assert manager.handle.get("k") == [{"at": 1.5}, {"_dash_no_update": "_dash_no_update"}]
+    assert manager.get_progress("k") == [3, "LIME: 3 %"]
+    modes = sqlite3.connect(tmp_path / "jobs" / "cache.db").execute("SELECT mode FROM Cache").fetchall()
+    assert modes and all(mode != 4 for (mode,) in modes)   # diskcache's MODE_PICKLE
+
+
+def test_a_planted_pickle_result_is_never_loaded_and_ends_the_job_with_a_message(tmp_path, until):
+    manager = make_manager(tmp_path)
+    marker = tmp_path / "PWNED"
+    key = manager.build_cache_key(make_manager, [], [], None)
+    job = manager.call_job_fn(key, manager.make_job_fn(lambda: {"ok": 1}, progress=False), [], {})
+    assert until(lambda: manager._load(job)["state"] == "done")
+    plant_pickle(tmp_path / "jobs", key, marker)
+    result = manager.get_result(key, job)
+    assert result == {"background_callback_error": {"msg": UNREADABLE, "tb": ""}}
+    assert not marker.exists()
+    assert not manager.job_running(job)
+    # A planted job record: the job is unknown, said so, nothing loaded.
+    job2 = manager.call_job_fn("k2", manager.make_job_fn(lambda: time.sleep(0.5), progress=False), [], {})
+    plant_pickle(tmp_path / "jobs", meta_key("job", job2), marker)
+    assert "no longer known" in manager.get_result("k2", job2)["background_callback_error"]["msg"]
+    assert not marker.exists()
+
+
+def _slow_body(app, stored, session: str) -> dict:
+    values = {"image": {"key": stored.key, "name": "s.png"}, "model": "tiny-gap.keras", "target": 0,
+              "methods": ["occlusion"], "session": session}
+    return _job_request(app, SLOW_DONE, "run-slow", values, {"occlusion_patch": 16, "occlusion_stride": 8})
+
+
+def _poll_once(client, body, handle):
+    query = urlencode({"cacheKey": handle["cacheKey"], "job": handle["job"]})
+    answer = client.post(f"/_dash-update-component?{query}", json=body)
+    return "204" if answer.status_code == 204 else answer.get_json()
+
+
+def test_two_app_processes_on_one_cache_folder_read_each_others_jobs(tmp_path, user_models, until):
+    """Dash signs the job handles it gives the browser with a secret. Here it comes from the
+    configuration (CAMLENS_SECRET, else a key file made once in the private cache folder), so a
+    second web process on the same folder, or the same one restarted, accepts a handle the first
+    one made; with another secret it does not (the poll reads nothing: what a per-process key did)."""
+    folder = tmp_path / "cache"
+    first = create_app(Config(cache_dir=folder, models_dir=user_models))
+    second = create_app(Config(cache_dir=folder, models_dir=user_models, max_upload_mb=14))  # another manager
+    assert first.camlens.manager is not second.camlens.manager
+    key_file = folder / "secret.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert first.server.secret_key == second.server.secret_key == key_file.read_text().strip().encode()
+    rng = np.random.default_rng(3)
+    stored = first.camlens.store.put_image("t" * 64, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    body = _slow_body(first, stored, "one")
+    handle = first.server.test_client().post("/_dash-update-component", json=body).get_json()
+    answers = []
+    assert until(lambda: answers.append(_poll_once(second.server.test_client(), body, handle))
+                 or "response" in answers[-1], 60), answers[-3:]
+    done, estimate = answers[-1]["response"]["slow-done"]["data"], answers[-1]["response"]["slow-estimate"]["children"]
+    assert "error" not in done and "Occlusion: done" in estimate
+    # A process with another secret cannot read it. (Last: Dash signs with the newest app's
+    # secret when several live in one process, as here.)
+    body = _slow_body(first, stored, "two")
+    handle = first.server.test_client().post("/_dash-update-component", json=body).get_json()
+    other = create_app(Config(cache_dir=folder, models_dir=user_models, max_upload_mb=13, secret="x" * 40))
+    assert _poll_once(other.server.test_client(), body, handle) == "204"   # not its handle: nothing read
+
+
+def test_a_configured_secret_wins_and_a_foreign_key_file_is_refused(tmp_path):
+    from app import signing_secret
+
+    assert signing_secret(Config(cache_dir=tmp_path, secret="s" * 40)) == b"s" * 40
+    (tmp_path / "secret.key").write_text("k" * 64)
+    os.chmod(tmp_path / "secret.key", 0o644)
+    with pytest.raises(ValueError, match="readable by no one else"):
+        signing_secret(Config(cache_dir=tmp_path))

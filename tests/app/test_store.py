@@ -90,3 +90,23 @@ def test_keys_must_be_strings(tmp_path):
     cache = HealingCache(tmp_path / "c")
     with pytest.raises(TypeError):
         cache.set(("a", "tuple"), 1)
+
+
+def test_the_job_cache_is_a_healing_cache_that_keeps_dash_values_as_json(tmp_path, caplog):
+    """The background jobs' cache (callbacks.jobs.JobCache) reuses HealingCache: Dash's values
+    (tuples, no_update) come back as plain JSON, and a damaged index is moved aside and rebuilt."""
+    import dash
+
+    from callbacks.jobs import JobCache
+
+    cache = JobCache(tmp_path / "jobs")
+    cache.set("r", ({"at": 1.0}, dash.no_update))
+    assert cache.get("r") == [{"at": 1.0}, {"_dash_no_update": "_dash_no_update"}]
+    assert cache.delete("r") and cache.get("r") is None
+    cache.cache.close()
+    (tmp_path / "jobs" / "cache.db").write_bytes(b"not a database" * 300)
+    with caplog.at_level(logging.WARNING, logger="camlens.store"):
+        cache = JobCache(tmp_path / "jobs")
+        cache.set("r", [1, "two"])
+        assert cache.get("r") == [1, "two"]
+    assert "damaged" in caplog.text
