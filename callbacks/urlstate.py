@@ -160,13 +160,15 @@ def build(values: dict) -> str:
 
 
 def retention(store) -> str:
-    """How long the server keeps an upload, as its store is configured (callbacks.store: a
-    size-bounded least-recently-used disk cache, or keys that expire in Redis)."""
+    """How long the server keeps an upload, as its store is configured (callbacks.store): keys
+    that expire in Redis, or a size-bounded disk cache that, once full, drops its `cull_limit`
+    least recently viewed entries at once (diskcache's least-recently-used culling)."""
     uploads = store.uploads
     if hasattr(uploads, "ttl"):
         return f"uploads are kept for {uploads.ttl / 3600:g} hours"
-    return (f"uploads are kept until {uploads.size_limit / 2**20:.0f} MB of more recently viewed "
-            "uploads push them out")
+    cull = getattr(getattr(uploads, "cache", None), "cull_limit", 10)
+    return (f"uploads are kept until {uploads.size_limit / 2**20:.0f} MB of them fill the server, "
+            f"then the {cull} least recently viewed make room")
 
 
 def register(deps) -> None:

@@ -57,12 +57,24 @@ def test_an_unknown_sample_is_reported_not_opened():
     assert urlstate.parse("?sample=../../etc/passwd") == {"unknown_sample": "../../etc/passwd"}
 
 
-def test_the_stated_retention_is_the_store_s(tmp_path):
+def test_the_stated_retention_is_what_the_store_does(tmp_path):
+    """The words the page says about uploads, checked against the real disk cache: once full, it
+    drops the ten least recently viewed uploads; one just viewed stays."""
+    import numpy as np
+
     from callbacks.store import RedisCache, Store
 
-    store = Store(tmp_path, uploads_mb=64)
-    assert urlstate.retention(store) == ("uploads are kept until 64 MB of more recently viewed uploads "
-                                         "push them out")
+    store = Store(tmp_path, uploads_mb=40)
+    assert urlstate.retention(store) == ("uploads are kept until 40 MB of them fill the server, then the 10 "
+                                         "least recently viewed make room")
+    rng = np.random.default_rng(0)
+    keys = [f"{i:064x}" for i in range(12)]
+    for key in keys[:11]:   # a 1024x768 photo takes 3.4 MB in the store: 11 fit in 40 MB
+        store.put_image(key, rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8))
+    assert all(store.image(k) is not None for k in keys[1:11])   # (viewing them all, oldest first)
+    assert store.image(keys[0]) is not None                       # the first one, viewed last
+    store.put_image(keys[11], rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8))
+    assert [i for i, k in enumerate(keys) if store.image(k) is not None] == [0, 11]
     store.uploads = RedisCache(client=None, prefix="uploads", ttl=6 * 3600)
     assert urlstate.retention(store) == "uploads are kept for 6 hours"
 
@@ -178,7 +190,8 @@ def test_an_expired_upload_says_so_and_the_rest_of_the_link_applies(camlens, ima
                         "&cmap=viridis&smoothgrad_samples=9")
     assert until(lambda: page.alerts(), timeout=20)
     assert page.alerts() == ["The photo in this link is no longer on the server (uploads are kept until 256 MB "
-                             "of more recently viewed uploads push them out): upload it again."]
+                             "of them fill the server, then the 10 least recently viewed make room): upload it "
+                             "again."]
     assert "Upload an image" in page.duo.find_element("#results-grid").text
     checked = page.duo.driver.execute_script(
         "return [...document.querySelectorAll('#methods input:checked')].map(e => e.value);")
