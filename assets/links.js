@@ -10,7 +10,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
             }
             const url = window.location.href;
             const hidden = 'd-none';
-            const shown = 'form-control form-control-sm copy-link-text me-2';
+            const shown = 'w-auto flex-grow-1 me-2';
             const say = function (text, keep) {
                 dc.set_props('copy-link-status', {children: text});
                 clearTimeout(window.camlensCopyTimer);
@@ -21,7 +21,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
                 }
             };
             const fallback = function () {
-                dc.set_props('copy-link-text', {value: url, className: shown});
+                dc.set_props('copy-link-text', {value: url, class_name: shown});
                 setTimeout(function () {
                     const field = document.getElementById('copy-link-text');
                     let copied = false;
@@ -37,7 +37,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
                     say(copied ? 'Link copied' : 'Press Ctrl+C to copy the link', !copied);
                 }, 50);
             };
-            dc.set_props('copy-link-text', {value: url, className: hidden});
+            dc.set_props('copy-link-text', {value: url, class_name: hidden});
             if (navigator.clipboard && window.isSecureContext) {
                 navigator.clipboard.writeText(url).then(function () { say('Link copied'); }, fallback);
             } else {

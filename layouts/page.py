@@ -281,8 +281,8 @@ def results_area():
             slow_panel(),
             html.Div([
                 html.Span(id="copy-link-status", role="status", className="small text-success me-2"),
-                dcc.Input(id="copy-link-text", type="text", value="", readOnly=True, debounce=True,
-                          className="d-none", placeholder="Link to this view"),
+                dbc.Input(id="copy-link-text", type="text", value="", readonly=True, size="sm", class_name="d-none",
+                          placeholder="Link to this view"),
                 html.A([html.I(className="bi bi-file-earmark-zip me-1"), "Download all (ZIP)"],
                        id="download-zip", href="", className="btn btn-sm btn-outline-secondary d-none",
                        download="camlens-results.zip"),

@@ -182,6 +182,15 @@ def test_a_sample_link_opens_the_sample_with_its_class(camlens, until):
     assert page.figures(1)[0].startswith("Grad-CAM") and "truck" in page.titles()[0]
     assert until(lambda: "sample=cars-three.png" in page.duo.driver.current_url, timeout=10)
     assert "target=2" in page.duo.driver.current_url
+    # Without a clipboard (plain http on another host): the link is shown, selected, in a field.
+    driver = page.duo.driver
+    driver.execute_script("Object.defineProperty(navigator, 'clipboard', {value: undefined});")
+    page.click("#copy-link")
+    assert until(lambda: page.duo.find_element("#copy-link-text").is_displayed(), timeout=5)
+    assert until(lambda: page.duo.find_element("#copy-link-status").text in ("Link copied",
+                                                                             "Press Ctrl+C to copy the link"))
+    assert driver.execute_script("const f = document.querySelector('#copy-link-text');"
+                                 "return f.value.slice(f.selectionStart, f.selectionEnd);") == driver.current_url
     assert page.duo.get_logs() == []
 
 
