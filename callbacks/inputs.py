@@ -190,15 +190,16 @@ def register(deps) -> None:
         prevent_initial_call=True,
     )
     def on_classes(options, contrast, model, search):
-        """The "rather than" list is the target's; a new model's classes clear the choice (unless
-        the URL set it for this model)."""
+        """The "rather than" list is the target's; a new model's classes clear the choice, or set
+        the one the URL names for this model (set only now: a dropdown drops a value that is not
+        among its options yet)."""
         from callbacks.urlstate import parse
 
         wanted = parse(search)
-        if contrast is None or (wanted.get("model", model) == model and wanted.get("contrast") == contrast
-                                and contrast in {o["value"] for o in options or []}):
-            return options or [], no_update
-        return options or [], None
+        linked = wanted.get("contrast") if wanted.get("model", model) == model else None
+        if linked is not None and linked in {o["value"] for o in options or []}:
+            return options or [], linked if linked != contrast else no_update
+        return options or [], no_update if contrast is None else None
 
     @app.callback(
         Output("target", "value"),
