@@ -37,7 +37,7 @@ FIELDS = {
     "contrast": ("contrast", "value"),
     "signed": ("signed", "value"),
 }
-#: The other keys of a link; each method option goes under its own name (e.g. ig_steps=64).
+#: Every key a link may hold besides the method options (each goes under its own name: ig_steps=64).
 KEYS = (*FIELDS, "layer", "sample", "image", "name", "target")
 #: The options a link carries: those the page has a field for.
 LINK_OPTIONS = {name: o for name, o in OPTIONS.items() if o.shown}
