@@ -42,6 +42,17 @@ def decode_contents(contents: str) -> bytes:
         raise ExplainError("The upload arrived damaged; try again.") from None
 
 
+def shown_image(stored, name: str, sample: str | None = None) -> tuple[dict, object]:
+    """The `image` store's value and the preview for a stored image. `sample`: the gallery name it
+    came from (a link names a sample by it, an upload by its content key)."""
+    w, h = stored.original_size
+    view = original_view(jpeg_uri(stored.display, 60_000), name, w, h, stored.note)
+    image = {"key": stored.key, "name": name, "width": w, "height": h}
+    if sample:
+        image["sample"] = sample
+    return image, view
+
+
 def register(deps) -> None:
     app, store, registry = deps.app, deps.store, deps.registry
 
@@ -79,9 +90,7 @@ def register(deps) -> None:
             raise
         except Exception as error:  # noqa: BLE001 - every bad upload becomes a message
             return no_update, no_update, no_update, problem(_named(error, filename, trigger)), None
-        w, h = stored.original_size
-        view = original_view(jpeg_uri(stored.display, 60_000), name, w, h, stored.note)
-        image = {"key": stored.key, "name": name, "width": w, "height": h}
+        image, view = shown_image(stored, name, sample=name if trigger != "upload" else None)
         return image, view, "mb-3", no_update, None
 
     @app.callback(
@@ -194,37 +203,48 @@ def register(deps) -> None:
         prevent_initial_call=True,
     )
     def on_classes(options, contrast, model, search):
-        """The "rather than" list is the target's; a new model's classes clear the choice (unless
-        the URL set it for this model)."""
+        """The "rather than" list is the target's; a new model's classes clear the choice, or set
+        the one the URL names for this model (set only now: a dropdown drops a value that is not
+        among its options yet)."""
         from callbacks.urlstate import parse
 
         wanted = parse(search)
-        if contrast is None or (wanted.get("model", model) == model and wanted.get("contrast") == contrast
-                                and contrast in {o["value"] for o in options or []}):
-            return options or [], no_update
-        return options or [], None
+        linked = wanted.get("contrast") if wanted.get("model", model) == model else None
+        if linked is not None and linked in {o["value"] for o in options or []}:
+            return options or [], linked if linked != contrast else no_update
+        return options or [], no_update if contrast is None else None
 
     @app.callback(
         Output("target", "value"),
         Output("predictions", "figure"),
         Output("alerts", "children", allow_duplicate=True),
         Output("contrast", "value", allow_duplicate=True),
+        Output("url-state", "data", allow_duplicate=True),
         Input("image", "data"),
         Input("model", "value"),
         State("contrast", "value"),
+        State("url-state", "data"),
         prevent_initial_call=True,
     )
-    def on_predict(image, model, contrast):
+    def on_predict(image, model, contrast, link):
+        """The top-1 class, or the class a link names for this image and model (once: later
+        changes of image or model start from the top-1 again)."""
         if not image or not model:
             raise PreventUpdate
         try:
             rows = work.predictions(store, registry, image["key"], model)
         except Exception as error:  # noqa: BLE001
-            return None, no_update, problem(error), no_update
-        top = rows[0]["index"]
-        if contrast == top:   # the new image's top class is the old "rather than": drop it
-            return top, prediction_figure(rows, top), no_update, None
-        return top, prediction_figure(rows, top, contrast), no_update, no_update
+            return None, no_update, problem(error), no_update, no_update
+        target, used = rows[0]["index"], no_update
+        link = link or {}
+        if link.get("target") is not None and link.get("image") == image["key"] and link.get("model") == model:
+            used = Patch()
+            del used["target"]
+            if link["target"] < len(registry.explainer(model).labels):
+                target = link["target"]
+        if contrast == target:   # the new class is the old "rather than": drop it
+            return target, prediction_figure(rows, target), no_update, None, used
+        return target, prediction_figure(rows, target, contrast), no_update, no_update, used
 
     @app.callback(
         Output("predictions", "figure", allow_duplicate=True),

@@ -1,6 +1,7 @@
 """Plain HTTP routes beside the Dash endpoints: the results ZIP and the counters.
 
-GET /download/<token>.zip   every shown result: full-size PNGs, the heatmaps (.npy, float32 in
+GET /download/<token>.zip   every shown result: full-size PNGs (each with its title, the class explained,
+                            what the colours mean, the model and a colour bar: explain.export), the heatmaps (.npy, float32 in
                             [0, 1] at the explained image's size), the raw maps, and record.json
                             (model, layer, target, contrast, preprocessing, options) to
                             reproduce them.
@@ -11,8 +12,10 @@ GET /debug/stats            how often the server ran a model (explain and predic
 """
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 import zipfile
 from datetime import datetime, timezone
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from callbacks import render as draw
 from callbacks import work
-from explain import METHODS, OPTIONS, report
+from explain import METHODS, OPTIONS, export, report
 from explain.render import encode_image
 
 
@@ -51,13 +54,15 @@ def _results(deps, record: dict):
 
 def results_zip(deps, record: dict) -> bytes:
     stored, entries, display, factors, info, labels = _results(deps, record)
+    model = info.display_name if info else record["model"]
     buffer = io.BytesIO()
     methods = {}
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("input.png", encode_image(stored.image, "png"))
         for m, entry in entries.items():
             files = [f"{m}.png", f"{m}.npy", f"{m}-raw.npy"]
-            archive.writestr(files[0], encode_image(draw.full_picture(stored, entry, display, factors.get(m, 1.0))))
+            archive.writestr(files[0], encode_image(_labelled(stored, entry, display, factors.get(m, 1.0), record,
+                                                              labels, model)))
             archive.writestr(files[1], _npy(entry["heatmap"]))
             archive.writestr(files[2], _npy(entry["raw"]))
             maps = entry.get("extra", {}).get("maps")
@@ -102,7 +107,7 @@ def results_report(deps, record: dict) -> str:
     target, contrast = record["target"], record.get("contrast")
 
     def label(i):
-        return labels[i] if i is not None and 0 <= i < len(labels) else f"class {i}"
+        return _label(labels, i)
     predictions = [(p["label"], p["probability"]) for p in work.predictions(deps.store, deps.registry,
                                                                              record["image"], record["model"])]
     panels = []
@@ -110,10 +115,7 @@ def results_report(deps, record: dict) -> str:
         method, signed = METHODS[m], bool(display.get("signed") and entry.get("signed"))
         panels.append(report.Panel(
             name=method.name, picture=draw.full_picture(stored, entry, display, factors.get(m, 1.0)),
-            caption=report.caption(label(entry["target"]), counterfactual=record["counterfactual"] and method.counterfactual,
-                                   contrast=label(contrast) if contrast is not None and method.needs_target else None,
-                                   probability=record["score"] == "probability", signed=signed,
-                                   class_agnostic=not method.needs_target),
+            caption=_caption(record, entry, labels, signed),
             plain=method.plain, paper=method.paper, seconds=entry["seconds"], warnings=entry["warnings"]))
     explained = f"{label(target)}" + (f" rather than {label(contrast)}" if contrast is not None else "")
     title = f"Why {info.display_name if info else record['model']} says “{label(target)}”"
@@ -129,6 +131,44 @@ def results_report(deps, record: dict) -> str:
         reproduce=_command(record, list(entries)),
         notes=[f"Image: {record.get('name') or 'upload'} (SHA-256 {record['image'][:16]}…), "
                f"{stored.original_size[0]}×{stored.original_size[1]} px."]))
+
+
+def _label(labels: list[str], i) -> str:
+    return labels[i] if i is not None and 0 <= i < len(labels) else f"class {i}"
+
+
+def _caption(record: dict, entry: dict, labels: list[str], signed: bool) -> str:
+    """What one map's colours mean, in plain words (HTML: names in italics); report and PNGs alike."""
+    method, contrast = METHODS[entry["method"]], record.get("contrast")
+    return report.caption(_label(labels, entry["target"]),
+                          counterfactual=record["counterfactual"] and method.counterfactual,
+                          contrast=_label(labels, contrast) if contrast is not None and method.needs_target else None,
+                          probability=record["score"] == "probability", signed=signed,
+                          class_agnostic=not method.needs_target)
+
+
+def _explained(record: dict, entry: dict, labels: list[str]) -> str:
+    """The class a map explains, with what changes its meaning: "rather than", counterfactual, score."""
+    method, contrast = METHODS[entry["method"]], record.get("contrast")
+    if not method.needs_target:
+        return "none (this map is the same for every class)"
+    text = _label(labels, entry["target"])
+    if contrast is not None:
+        text += f" rather than {_label(labels, contrast)}"
+    if record["counterfactual"] and method.counterfactual:
+        text += " (counterfactual: what speaks against it)"
+    return text + f"; score: {record['score']}"
+
+
+def _labelled(stored, entry: dict, display: dict, factor: float, record: dict, labels: list[str],
+              model: str):
+    """One result's full-size picture with its title, class, caption, model and colour bar."""
+    signed = draw.drawn_signed(entry, display)
+    caption = html.unescape(re.sub(r"<[^>]+>", "", _caption(record, entry, labels, signed)))
+    return export.labelled(draw.full_picture(stored, entry, display, factor), title=METHODS[entry["method"]].name,
+                           explained=_explained(record, entry, labels), caption=caption, model=model,
+                           colormap=draw.SIGNED_COLORMAP if signed else display.get("cmap", "jet"),
+                           signed=signed)
 
 
 def _command(record: dict, methods: list[str]) -> str:

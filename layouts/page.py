@@ -283,6 +283,9 @@ def results_area():
             input_card(),
             slow_panel(),
             html.Div([
+                html.Span(id="copy-link-status", role="status", className="small text-success me-2"),
+                dbc.Input(id="copy-link-text", type="text", value="", readonly=True, size="sm", class_name="d-none",
+                          placeholder="Link to this view"),
                 html.A([html.I(className="bi bi-file-earmark-zip me-1"), "Download all (ZIP)"],
                        id="download-zip", href="", className="btn btn-sm btn-outline-secondary d-none",
                        download="camlens-results.zip"),
@@ -290,7 +293,10 @@ def results_area():
                        id="download-report", href="", className="btn btn-sm btn-outline-secondary d-none ms-2",
                        title="One file to hand out: the photo, the answers and each map with what its "
                              "colours mean; opens offline and prints to PDF"),
-            ], className="d-flex justify-content-end mb-2"),
+                html.Button([html.I(className="bi bi-link-45deg me-1"), "Copy link"], id="copy-link", n_clicks=0,
+                            className="btn btn-sm btn-outline-secondary ms-2",
+                            title="A link that reopens this view: image, class, methods, options, display"),
+            ], className="d-flex flex-wrap justify-content-end align-items-center mb-2"),
             dcc.Loading(
                 html.Div(id="results-grid", children=empty_state(), className="row g-3"),
                 type="circle", delay_show=400, overlay_style={"visibility": "visible", "opacity": 0.6},

@@ -105,6 +105,23 @@ def test_results_zip_holds_pictures_heatmaps_and_a_record(deps, images):
     assert "--option activations_top_k=4" in record["reproduce"]
     assert deps.app.server.test_client().get("/download/nosuchtoken.zip").status_code == 404
 
+    # Each PNG is the full-size picture with a title strip above and a colour bar below it.
+    from PIL import Image
+
+    from explain import export
+    from explain.render import colorize
+    png = np.asarray(Image.open(io.BytesIO(archive.read("gradcam.png"))).convert("RGB"))
+    entry = work.cached(deps.store, ctx, ["gradcam"])["gradcam"]
+    bare = render.full_picture(stored, entry, {"cmap": "jet", "opacity": 0.5, "view": "overlay", "scale": "map"})
+    assert bare.shape == (160, 160, 3) and png.shape[1] == export.MIN_WIDTH and png.shape[0] > 160 + 60
+    left = (export.MIN_WIDTH - 160) // 2
+    tops = [t for t in range(png.shape[0] - 160) if np.array_equal(png[t:t + 160, left:left + 160], bare)]
+    assert len(tops) == 1 and tops[0] > 40                 # once, below a strip of text
+    assert np.any(png[:tops[0]] != 255, axis=-1).sum() > 300
+    below = png[tops[0] + 160:].reshape(-1, 3)
+    for end in colorize(np.array([[0.0, 1.0]], np.float32), "jet")[0]:   # the bar's two ends
+        assert np.abs(below.astype(int) - end).max(axis=1).min() <= 1
+
 
 def test_url_state_round_trip_and_bad_values_are_ignored():
     values = {"model": "vehicles", "layer": "backbone/conv3", "methods": ["gradcam++", "gradcam", "occlusion"],
