@@ -176,6 +176,60 @@ def deletion_insertion(explainer, image: np.ndarray, heatmaps: Mapping[str, np.n
             for i, m in enumerate(names)}
 
 
+#: Random maps for the faithfulness baseline: how many, their seed, and their grid (cells per side).
+RANDOM_MAPS = 3
+RANDOM_SEED = 1234
+RANDOM_CELLS = 8
+
+
+def random_maps(size: tuple[int, int], n: int = RANDOM_MAPS, seed: int = RANDOM_SEED,
+                cells: int = RANDOM_CELLS) -> list[np.ndarray]:
+    """`n` seeded random maps at `size` (H, W): uniform noise on a `cells` x `cells` grid, resized
+    bilinearly. Smooth like a CAM rather than per-pixel noise, because removing scattered single
+    pixels wrecks an image far faster than removing blobs, which would flatter every blob-shaped map."""
+    rng = np.random.default_rng(seed)
+    H, W = size
+    return [cv2.resize(rng.random((cells, cells)).astype(np.float32), (W, H),
+                       interpolation=cv2.INTER_LINEAR) for _ in range(int(n))]
+
+
+@dataclass
+class RandomBaseline:
+    """Deletion / insertion of the random maps on the same image: mean AUCs, their standard
+    deviation, the per-map margins' spread (explain.verdict) and the mean curves."""
+
+    deletion_auc: float
+    insertion_auc: float
+    deletion_sd: float
+    insertion_sd: float
+    spread: float
+    fractions: np.ndarray
+    deletion: np.ndarray
+    insertion: np.ndarray
+    n: int
+
+
+def faithfulness(explainer, image: np.ndarray, heatmaps: Mapping[str, np.ndarray],
+                 target: int | None = None, *, n_random: int = RANDOM_MAPS, seed: int = RANDOM_SEED,
+                 **kwargs) -> tuple[dict[str, Faithfulness], RandomBaseline | None]:
+    """`deletion_insertion` of the heatmaps and of `n_random` random maps, in the same batched
+    passes; the random maps come back summarised as a RandomBaseline (None when n_random is 0)."""
+    keys = [f"\0random-{i}" for i in range(int(n_random))]
+    maps = dict(heatmaps)
+    maps.update(zip(keys, random_maps(explainer.input_size, len(keys), seed)))
+    faith = deletion_insertion(explainer, image, maps, target, **kwargs)
+    rand = [faith.pop(k) for k in keys]
+    if not rand:
+        return faith, None
+    dels = np.array([f.deletion.auc for f in rand])
+    ins = np.array([f.insertion.auc for f in rand])
+    sd = (lambda v: float(v.std(ddof=1)) if v.size > 1 else 0.0)
+    return faith, RandomBaseline(
+        float(dels.mean()), float(ins.mean()), sd(dels), sd(ins), sd((ins - dels) / 2),
+        rand[0].deletion.fractions, np.mean([f.deletion.scores for f in rand], axis=0),
+        np.mean([f.insertion.scores for f in rand], axis=0), len(rand))
+
+
 # -- localisation --------------------------------------------------------------------------------
 
 def _mask_like(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -208,6 +262,36 @@ def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
     m = _mask_like(mask, h.shape)
     total = h.sum()
     return float(h[m].sum() / total) if total > 0 else float("nan")
+
+
+#: The most boxes one localisation takes (a few objects, not a painting).
+MAX_BOXES = 20
+
+
+def box_mask(boxes, shape: tuple[int, int]) -> np.ndarray:
+    """The bool (H, W) mask of one or more boxes (x0, y0, x1, y1) in pixel coordinates of an image
+    of `shape` (x to the right, y down; corners in any order). A pixel is inside when its centre
+    is. Boxes are clipped to the image; one wholly outside it, or thinner than a pixel's centre,
+    adds nothing. Raises ExplainError for anything but finite numbers, too many boxes, or boxes
+    that cover no pixel at all."""
+    H, W = int(shape[0]), int(shape[1])
+    try:
+        arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4))
+    except (TypeError, ValueError):
+        raise ExplainError("a box is four numbers: x0, y0, x1, y1") from None
+    if not np.isfinite(arr).all():
+        raise ExplainError("a box's corners must be finite numbers")
+    if len(arr) > MAX_BOXES:
+        raise ExplainError(f"at most {MAX_BOXES} boxes, not {len(arr)}")
+    mask = np.zeros((H, W), bool)
+    for x0, y0, x1, y1 in arr:
+        (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
+        c0, c1 = (int(np.clip(np.ceil(v - 0.5), 0, W)) for v in (x0, x1))
+        r0, r1 = (int(np.clip(np.ceil(v - 0.5), 0, H)) for v in (y0, y1))
+        mask[r0:r1, c0:c1] = True
+    if not mask.any():
+        raise ExplainError("the boxes cover no pixel of the image: draw them on the picture")
+    return mask
 
 
 def mask_fraction(mask: np.ndarray) -> float:
@@ -274,6 +358,8 @@ class SanityResult:
     original: np.ndarray = field(repr=False)
     randomised: np.ndarray = field(repr=False)
     threshold: float = SANITY_THRESHOLD
+    #: per step, the deepest layer randomised so far (a short axis label: "down to conv2")
+    reached: list[str] = field(default_factory=list)
 
 
 class _Cascade:
@@ -410,10 +496,12 @@ def sanity_check(explainer, image: np.ndarray, methods: Sequence[str] = (),
             names = list(first)
             rho = {m: [] for m in names}
             sim = {m: [] for m in names}
-            labels, current = [], first
+            labels, reached, current = [], [], first
+            order = {p: i for i, p in enumerate(cascade.explainer.graph.layers)}
             for i, group in enumerate(groups):
                 cascade.randomise(group)
                 labels.append(_label(group))
+                reached.append(min((p for p, _ in group), key=lambda p: order.get(p, 0)))
                 current = maps(i + 1)
                 for m in names:
                     rho[m].append(spearman(first[m], current[m]))
@@ -428,7 +516,7 @@ def sanity_check(explainer, image: np.ndarray, methods: Sequence[str] = (),
         passed = None if blank or not rho[m] else bool(score < threshold)
         results[m] = SanityResult(m, labels, rho[m], sim[m], score, passed,
                                   _verdict(passed, score, threshold), first[m], current[m],
-                                  threshold)
+                                  threshold, reached)
     return results
 
 
