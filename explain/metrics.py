@@ -268,26 +268,37 @@ def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
 MAX_BOXES = 20
 
 
-def box_mask(boxes, shape: tuple[int, int]) -> np.ndarray:
-    """The bool (H, W) mask of one or more boxes (x0, y0, x1, y1) in pixel coordinates of an image
-    of `shape` (x to the right, y down; corners in any order). A pixel is inside when its centre
-    is. Boxes are clipped to the image; one wholly outside it, or thinner than a pixel's centre,
-    adds nothing. Raises ExplainError for anything but finite numbers, too many boxes, or boxes
-    that cover no pixel at all."""
+def clip_boxes(boxes, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+    """Boxes (x0, y0, x1, y1) in pixel coordinates of an image of `shape` (x to the right, y down;
+    corners in any order) as (left, top, right, bottom) clipped to the image; boxes left with no
+    area are dropped. Raises ExplainError for anything but finite numbers, or too many boxes."""
     H, W = int(shape[0]), int(shape[1])
     try:
-        arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4))
+        arr = np.asarray(list(boxes), dtype=np.float64)
+        arr = arr.reshape(-1, 4) if arr.size or arr.ndim != 1 else np.zeros((0, 4))
+        if arr.ndim != 2 or arr.shape[1] != 4:
+            raise ValueError
     except (TypeError, ValueError):
         raise ExplainError("a box is four numbers: x0, y0, x1, y1") from None
     if not np.isfinite(arr).all():
         raise ExplainError("a box's corners must be finite numbers")
     if len(arr) > MAX_BOXES:
         raise ExplainError(f"at most {MAX_BOXES} boxes, not {len(arr)}")
-    mask = np.zeros((H, W), bool)
+    out = []
     for x0, y0, x1, y1 in arr:
-        (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
-        c0, c1 = (int(np.clip(np.ceil(v - 0.5), 0, W)) for v in (x0, x1))
-        r0, r1 = (int(np.clip(np.ceil(v - 0.5), 0, H)) for v in (y0, y1))
+        (x0, x1), (y0, y1) = np.clip(sorted((x0, x1)), 0, W), np.clip(sorted((y0, y1)), 0, H)
+        if x1 > x0 and y1 > y0:
+            out.append((float(x0), float(y0), float(x1), float(y1)))
+    return out
+
+
+def box_mask(boxes, shape: tuple[int, int]) -> np.ndarray:
+    """The bool (H, W) mask of one or more boxes (see clip_boxes): a pixel is inside when its
+    centre is. Raises ExplainError as clip_boxes does, and when the boxes cover no pixel."""
+    mask = np.zeros((int(shape[0]), int(shape[1])), bool)
+    for x0, y0, x1, y1 in clip_boxes(boxes, shape):
+        c0, c1 = (int(np.ceil(v - 0.5)) for v in (x0, x1))
+        r0, r1 = (int(np.ceil(v - 0.5)) for v in (y0, y1))
         mask[r0:r1, c0:c1] = True
     if not mask.any():
         raise ExplainError("the boxes cover no pixel of the image: draw them on the picture")

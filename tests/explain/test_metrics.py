@@ -316,3 +316,10 @@ def test_faithfulness_against_random_maps(region_explainer, rng):
     again = faithfulness(region_explainer, image, {"region": region}, target=0, steps=8)[1]
     assert again.deletion_auc == pytest.approx(rand.deletion_auc)    # fixed seed
     assert faithfulness(region_explainer, image, {"region": region}, target=0, steps=8, n_random=0)[1] is None
+
+
+def test_clip_boxes_keeps_what_lies_on_the_image():
+    from explain.metrics import clip_boxes
+
+    assert clip_boxes([(-5, 50, 30, 10), (70, 0, 90, 5)], (40, 60)) == [(0.0, 10.0, 30.0, 40.0)]
+    assert clip_boxes([], (40, 60)) == []
