@@ -148,7 +148,7 @@ def _numbers(store, registry, context, methods, *, baseline, sanity, mask, stage
                               max_steps=SANITY_STEPS, progress=stage(2, "sanity check"),
                               cancel=cancel, score=context.score,
                               counterfactual=context.counterfactual, contrast=context.contrast,
-                              **context.options)
+                              trained=heatmaps, **context.options)
         out["sanity"] = {m: {"steps": c.steps, "reached": c.reached,
                              "spearman": [_num(v) for v in c.spearman],
                              "ssim": [_num(v) for v in c.ssim], "score": _num(c.score),

@@ -468,12 +468,15 @@ def sanity_check(explainer, image: np.ndarray, methods: Sequence[str] = (),
                  max_steps: int | None = None, threshold: float = SANITY_THRESHOLD,
                  seed: int = 0, progress: Callable[[float], None] | None = None,
                  cancel: Callable[[], bool] | None = None,
+                 trained: Mapping[str, np.ndarray] | None = None,
                  **options) -> dict[str, SanityResult]:
     """Cascading model-parameter randomisation (Adebayo et al. 2018) for `methods` (ids of
     Explainer.explain) and `custom` ({name: fn(explainer, image, target) -> (h, w) map}, e.g. a
     baseline that ignores the model). The model is copied once per explainer and cached; the
     trained model is never modified. max_steps merges the layers into at most that many steps
-    (top first); target None = the trained model's top-1, kept for every step."""
+    (top first); target None = the trained model's top-1, kept for every step. `trained`: the
+    methods' heatmaps on the trained model when the caller has them already (the app's grid
+    has), so the cascade's first run is skipped."""
     custom = dict(custom or {})
     methods = list(methods)
     if not methods and not custom:
@@ -491,7 +494,9 @@ def sanity_check(explainer, image: np.ndarray, methods: Sequence[str] = (),
             if progress is not None:
                 progress((run + frac) / n_runs)
         out = {}
-        if methods:
+        if run == 0 and trained is not None and methods and all(m in trained for m in methods):
+            out.update({m: trained[m] for m in methods})
+        elif methods:
             res = cascade.explainer.explain(image, methods, layer, target, progress=sub,
                                             cancel=cancel, **options)
             out.update({m: r.heatmap for m, r in res.items()})

@@ -416,6 +416,11 @@ def models_view(result: dict):
 
 # -- agreement between the shown maps (a card after the results grid) ---------------------------
 
+#: Light ends (ColorBrewer RdBu / Blues), so the black numbers in the cells stay readable.
+_SOFT_DIVERGING = [[0.0, "#4393c3"], [0.5, "#f7f7f7"], [1.0, "#f4a582"]]
+_SOFT_SEQUENTIAL = [[0.0, "#f7fbff"], [1.0, "#6baed6"]]
+
+
 def agreement_figure(names: list[str], spearman, overlap, top: float) -> go.Figure:
     """Two heatmaps side by side: rank correlation (-1..1) and the hottest pixels' overlap (0..1)."""
     from plotly.subplots import make_subplots
@@ -426,12 +431,12 @@ def agreement_figure(names: list[str], spearman, overlap, top: float) -> go.Figu
     common = {"x": short, "y": short, "texttemplate": "%{z:.2f}", "xgap": 1, "ygap": 1,
               "customdata": [[(a, b) for b in names] for a in names]}
     fig.add_trace(go.Heatmap(z=[[round(float(v), 3) for v in row] for row in spearman],
-                             zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+                             zmin=-1, zmax=1, colorscale=_SOFT_DIVERGING,
                              colorbar={"x": 0.42, "len": 0.9, "thickness": 10},
                              hovertemplate="%{customdata[0]} vs %{customdata[1]}<br>Spearman %{z:.2f}"
                                            "<extra></extra>", **common), row=1, col=1)
     fig.add_trace(go.Heatmap(z=[[round(float(v), 3) for v in row] for row in overlap],
-                             zmin=0, zmax=1, colorscale="Viridis",
+                             zmin=0, zmax=1, colorscale=_SOFT_SEQUENTIAL,
                              colorbar={"x": 1.0, "len": 0.9, "thickness": 10},
                              hovertemplate="%{customdata[0]} vs %{customdata[1]}<br>shared hottest "
                                            "pixels: %{z:.0%}<extra></extra>", **common), row=1, col=2)

@@ -323,3 +323,26 @@ def test_clip_boxes_keeps_what_lies_on_the_image():
 
     assert clip_boxes([(-5, 50, 30, 10), (70, 0, 90, 5)], (40, 60)) == [(0.0, 10.0, 30.0, 40.0)]
     assert clip_boxes([], (40, 60)) == []
+
+
+def test_sanity_check_reuses_the_trained_maps_it_is_given(trained_explainer):
+    """The app's grid has the trained model's maps: the cascade skips its first run, same numbers."""
+    image = squares(1, np.random.default_rng(9))[0][0]
+    plain = sanity_check(trained_explainer, image, ["gradcam", "gradients"], max_steps=2)
+    maps = {m: r.heatmap for m, r in trained_explainer.explain(image, ["gradcam", "gradients"]).items()}
+    calls = []
+    original = type(trained_explainer).explain
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return original(self, *a, **k)
+    type(trained_explainer).explain = counting
+    try:
+        shared = sanity_check(trained_explainer, image, ["gradcam", "gradients"], max_steps=2, trained=maps)
+    finally:
+        type(trained_explainer).explain = original
+    assert len(calls) == 2                        # the two randomisation steps, not the trained model
+    for m in ("gradcam", "gradients"):
+        assert shared[m].spearman == pytest.approx(plain[m].spearman, abs=1e-6)
+    # merged steps (head + c2 + bn2, then c1): each named by the deepest layer it reaches
+    assert plain["gradcam"].reached == ["c2", "c1"]
