@@ -396,7 +396,7 @@ def register(deps) -> None:
         scale = min(1.0, BOXES_PREVIEW / max(H, W))
         small = pixels if scale == 1.0 else cv2.resize(
             pixels, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA)
-        return view.boxes_figure(data_uri(small), W, H, f"{image['key']}:{clears}")
+        return view.boxes_figure(data_uri(small, "jpeg"), W, H, f"{image['key']}:{clears}")
 
     @app.callback(
         Output("compare-boxes", "data"),

@@ -401,7 +401,7 @@ def models_view(result: dict):
             html.Td(badge(va)), html.Td(badge(vb)),
         ], id={"type": "compare-model-row", "method": m}))
     same = second.get("target_label") == result.get("target_label")
-    target = (f"Both explain “{result['target_label']}”." if same else
+    target = (f"Both explain “{result['target_label']}”; {b_name} at its default layer." if same else
               f"{a_name} explains “{result['target_label']}”, {b_name} its own top class "
               f"“{second['target_label']}” (the models' classes differ).")
     return html.Div([
