@@ -181,6 +181,8 @@ def comparison(store, registry, context, methods, *, baseline: str = DEFAULT_BAS
     shared cache; progress(fraction, label) is called along the way. `boxes` (x0, y0, x1, y1 in
     image pixels) replace `mask` for the localisation scores; `second_model` runs the same
     methods on the same image with that model too (result["second"])."""
+    from callbacks import work
+
     start = time.perf_counter()
     report = progress or (lambda f, label: None)
     models = 2 if second_model else 1
@@ -206,12 +208,14 @@ def comparison(store, registry, context, methods, *, baseline: str = DEFAULT_BAS
         "image": context.image, "layer": context.layer, "requested": list(methods),
         "names": {m: METHODS[m].name for m in methods}, "steps": STEPS, "baseline": baseline,
         "score": "probability", "sanity_threshold": SANITY_THRESHOLD, "mask_source": mask_source,
-        "boxes": len(clipped), "second": None})
+        "boxes": len(clipped), "box_list": [list(b) for b in clipped], "second": None})
     if second_model:
         try:
             other = second_context(store, registry, context, second_model)
             result["second"] = _numbers(store, registry, other, methods, baseline=baseline, sanity=sanity,
                                         mask=mask, stage=staged(1), cancel=cancel)
+            top = work.predictions(store, registry, context.image, second_model)[0]
+            result["second"]["predicted"] = {"label": top["label"], "probability": float(top["probability"])}
         except (Cancelled, LayerError):
             raise
         except (ExplainError, LookupError) as error:
@@ -339,10 +343,12 @@ def register(deps) -> None:
         Input("image", "data"),
         Input("model", "value"),
         Input("methods", "value"),
+        Input("compare-model2", "value"),
+        Input("compare-boxes", "data"),
         prevent_initial_call=True,
     )
-    def status(result, image, model, methods):
-        return view.status_view(result, (image or {}).get("key"), model, methods)
+    def status(result, image, model, methods, model2, boxes):
+        return view.status_view(result, (image or {}).get("key"), model, methods, model2, boxes)
 
     @app.callback(
         Output("compare-model2", "options"),

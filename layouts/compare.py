@@ -287,9 +287,18 @@ def sanity_view(result: dict):
     ])
 
 
-def status_view(result: dict | None, image_key: str | None, model: str | None, methods) -> list:
+def _boxes(boxes) -> list | None:
+    """Boxes as lists of floats to compare; None for anything that is not (a browser's store)."""
+    try:
+        return [[float(v) for v in b] for b in boxes or []]
+    except (TypeError, ValueError):
+        return None
+
+
+def status_view(result: dict | None, image_key: str | None, model: str | None, methods,
+                model2: str | None = None, boxes=None) -> list:
     """What the numbers are for, what is missing (no mask, failed methods), and a warning when
-    the image, model or methods changed since they were computed."""
+    the image, model, methods, second model or boxes changed since they were computed."""
     if not result:
         return []
     if result.get("error"):
@@ -308,9 +317,12 @@ def status_view(result: dict | None, image_key: str | None, model: str | None, m
         notes.append(html.Div(f"{result['names'].get(m, m)}: {message}", className="text-danger"))
     stale = (result.get("image") != image_key or result.get("model") != model
              or set(result.get("requested", [])) != set(methods or []))
-    if stale:
+    extras = ((result.get("second") or {}).get("model") != (model2 or None)
+              or _boxes(result.get("box_list")) != _boxes(boxes))
+    if stale or extras:
         notes.insert(0, dbc.Badge("out of date", color="warning", className="me-2"))
-        notes.append(html.Div("The image, model or methods changed since: press “Compare methods” again.",
+        what = "image, model or methods" if stale else "second model or boxes"
+        notes.append(html.Div(f"The {what} changed since: press “Compare methods” again.",
                               className="text-warning-emphasis"))
     return notes
 
@@ -404,6 +416,10 @@ def models_view(result: dict):
     target = (f"Both explain “{result['target_label']}”; {b_name} at its default layer." if same else
               f"{a_name} explains “{result['target_label']}”, {b_name} its own top class "
               f"“{second['target_label']}” (the models' classes differ).")
+    top = second.get("predicted")
+    if top and top["label"] != second.get("target_label"):
+        target += (f" {b_name} itself predicts “{top['label']}” ({top['probability']:.0%}), so its "
+                   f"score for “{second['target_label']}” may stay near 0 whatever is removed.")
     return html.Div([
         html.Div(f"Two models: {a_name} and {b_name}", className="section-title mt-2"),
         dbc.Table([head, html.Tbody(rows)], id="compare-models-table", size="sm", hover=True,

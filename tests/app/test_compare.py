@@ -118,6 +118,12 @@ def test_layout_draws_a_result():
     text = str(view.status_view(result, "abc", "m", ["gradcam", "gradients"]))
     assert "out of date" not in text and "bus" in text
     assert "out of date" in str(view.status_view(result, "other", "m", ["gradcam", "gradients"]))
+    # a second model or boxes chosen since the numbers were computed
+    assert "second model or boxes" in str(view.status_view(result, "abc", "m", ["gradcam", "gradients"], "m2"))
+    assert "out of date" in str(view.status_view(result, "abc", "m", ["gradcam", "gradients"], None, [[0, 0, 5, 5]]))
+    assert "out of date" in str(view.status_view(result, "abc", "m", ["gradcam", "gradients"], None, [["x"]]))
+    boxed = {**result, "box_list": [[0, 0, 5, 5]]}
+    assert "out of date" not in str(view.status_view(boxed, "abc", "m", ["gradcam", "gradients"], None, [[0, 0, 5, 5]]))
     assert "No ground-truth mask" in str(view.status_view({**result, "localisation": None}, "abc", "m",
                                                           ["gradcam", "gradients"]))
 
@@ -242,6 +248,7 @@ def test_two_models_side_by_side(tmp_path):
     assert second["model"] == "vehicles-shortcut" and second["target"] == result["target"]
     assert set(second["curves"]) == {"gradcam", "gradients"} and set(second["verdicts"]) == {"gradcam", "gradients"}
     assert second["random"]["n"] == 3
+    assert 0 <= second["predicted"]["probability"] <= 1 and second["predicted"]["label"]
     from layouts import compare as view
     text = str(view.models_view(result))
     assert "vehicles-shortcut" in text and "compare-model-row" in text and "Both explain" in text
@@ -285,3 +292,20 @@ def test_verdict_and_agreement_views():
                                 "sanity": {"gradcam": {"steps": ["a … b_block4_expand_bn (15 layers)"],
                                                        "reached": ["block4a_expand_bn"], "spearman": [0.2]}}})
     assert ticks.layout.xaxis.ticktext == ("block4a_<br>expand_bn",)
+
+
+def test_models_view_says_when_the_second_model_sees_another_class():
+    from layouts import compare as view
+
+    curves = {"gradcam": {"deletion_auc": 0.2, "insertion_auc": 0.9}}
+    verdicts = {"gradcam": {"level": "trust", "headline": "Trustworthy here", "sentence": "Trustworthy here: …"}}
+    result = {"model": "vehicles", "target_label": "pickup", "methods": ["gradcam"], "names": {"gradcam": "Grad-CAM"},
+              "curves": curves, "verdicts": verdicts,
+              "second": {"model": "vehicles-shortcut", "target_label": "pickup", "methods": ["gradcam"],
+                         "curves": {"gradcam": {"deletion_auc": 0.0, "insertion_auc": 0.05}}, "verdicts": {},
+                         "predicted": {"label": "car", "probability": 0.99}}}
+    text = str(view.models_view(result))
+    assert "vehicles-shortcut itself predicts “car” (99%)" in text
+    assert "-0.200" in text and "-0.850" in text          # the differences, second minus first
+    assert view.models_view({**result, "second": None}) == []
+    assert "Second model (x): gone" in str(view.models_view({**result, "second": {"model": "x", "error": "gone"}}))
