@@ -29,8 +29,9 @@ from typing import Callable, Iterator, Protocol, Sequence, TextIO
 import numpy as np
 
 from explain.errors import ExplainError
-from explain.metrics import (BASELINES, DEFAULT_BASELINE, SANITY_THRESHOLD, deletion_insertion,
-                             energy_in_mask, mask_fraction, pointing_game, sanity_check)
+from explain.metrics import (BASELINES, DEFAULT_BASELINE, RANDOM_MAPS, SANITY_THRESHOLD, energy_in_mask,
+                             faithfulness, mask_fraction, pointing_game, sanity_check)
+from explain.verdict import LEVELS, verdict
 from explain.methods import METHODS
 
 #: First scene seed: apart from the training (0...) and held-out (5e6...) ranges of models.train,
@@ -41,7 +42,8 @@ MASK_SUFFIX = ".mask.png"
 #: The sanity check merges the model's layers into at most this many randomisation steps.
 SANITY_STEPS = 8
 COLUMNS = ("image", "method", "label", "predicted", "probability", "target", "deletion_auc",
-           "insertion_auc", "pointing_game", "energy_in_mask", "mask_fraction", "seconds")
+           "insertion_auc", "random_deletion_auc", "random_insertion_auc", "pointing_game",
+           "energy_in_mask", "mask_fraction", "seconds", "verdict")
 SANITY_COLUMNS = ("sanity_spearman", "sanity_ssim", "sanity_passed")
 
 
@@ -105,7 +107,7 @@ def evaluate_image(explainer, sample: Sample, methods: Sequence[str], *, layer: 
     results = explainer.explain(sample.image, methods, layer, t, progress=stage(0),
                                 batch_size=batch_size)
     heatmaps = {m: r.heatmap for m, r in results.items()}
-    faith = deletion_insertion(explainer, sample.image, heatmaps, t, steps=steps,
+    faith, rand = faithfulness(explainer, sample.image, heatmaps, t, steps=steps,
                                baseline=baseline, score=score, batch_size=batch_size,
                                progress=stage(1))
     checks = (sanity_check(explainer, sample.image, methods, layer, t, max_steps=sanity_steps,
@@ -117,8 +119,9 @@ def evaluate_image(explainer, sample: Sample, methods: Sequence[str], *, layer: 
                "predicted": top.label, "probability": top.probability,
                "target": explainer.labels[t],
                "deletion_auc": faith[m].deletion.auc, "insertion_auc": faith[m].insertion.auc,
+               "random_deletion_auc": rand.deletion_auc, "random_insertion_auc": rand.insertion_auc,
                "pointing_game": None, "energy_in_mask": None, "mask_fraction": None,
-               "seconds": results[m].seconds}
+               "seconds": results[m].seconds, "verdict": None}
         if sample.mask is not None:
             row.update(pointing_game=pointing_game(heatmaps[m], sample.mask),
                        energy_in_mask=energy_in_mask(heatmaps[m], sample.mask),
@@ -127,6 +130,9 @@ def evaluate_image(explainer, sample: Sample, methods: Sequence[str], *, layer: 
             c = checks[m]
             row.update(sanity_spearman=c.score, sanity_ssim=float(np.mean(c.ssim)) if c.ssim else None,
                        sanity_passed=c.passed)
+        row["verdict"] = verdict(row["deletion_auc"], row["insertion_auc"], rand.deletion_auc,
+                                 rand.insertion_auc, checks[m].passed if sanity else "off",
+                                 rand.spread).level
         rows.append(row)
     return rows
 
@@ -174,7 +180,8 @@ def summarise(rows: Sequence[dict], methods: Sequence[str], about: Sequence[str]
     if sanity:
         cols += [("sanity_spearman", "sanity Spearman ↓"), ("sanity_passed", "sanity passed")]
     has_mask = any(r.get("mask_fraction") is not None for r in rows)
-    head = ["method"] + [c[1] for c in cols] + (["chance (mask area)"] if has_mask else [])
+    head = (["method"] + [c[1] for c in cols] + (["chance (mask area)"] if has_mask else [])
+            + ["verdicts (explain.verdict)"])
     lines = list(about) + ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         sub = [r for r in rows if r["method"] == m]
@@ -187,6 +194,8 @@ def summarise(rows: Sequence[dict], methods: Sequence[str], about: Sequence[str]
                 cells.append(_fmt(mean, sd, n, len(sub)))
         if has_mask:
             cells.append(_fmt(*_stats(r.get("mask_fraction") for r in sub), len(sub)))
+        counts = {lv: sum(r.get("verdict") == lv for r in sub) for lv in LEVELS}
+        cells.append(", ".join(f"{LEVELS[lv].lower()} {n}/{len(sub)}" for lv, n in counts.items() if n) or "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -355,10 +364,12 @@ def run(args, models: Models, stream: TextIO = sys.stderr) -> tuple[list[dict], 
                 if labelled else ""),
              f"- layer: {args.layer or explainer.default_layer}",
              f"- deletion / insertion (Petsiuk et al. 2018): {args.steps} steps, {args.score} of the "
-             f"explained class, baseline {args.baseline}; area under the curve over the share of pixels",
+             f"explained class, baseline {args.baseline}; area under the curve over the share of pixels; "
+             f"random = the same for {RANDOM_MAPS} seeded random maps on each image",
              "- pointing game (Zhang et al. 2016): the map's maximum inside the object mask; energy in "
              "mask (Wang et al. 2020): share of the map's mass inside it; chance = the mask's area",
-             "- cells: mean ± standard deviation over images"]
+             "- cells: mean ± standard deviation over images; verdicts: per image, better than the random "
+             "maps and passing the sanity check = trustworthy (explain.verdict)"]
     if args.sanity:
         about.append("- sanity (Adebayo et al. 2018): Spearman correlation with the trained model's map "
                      "while the layers are re-initialised from the top down, averaged over the cascade "

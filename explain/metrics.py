@@ -176,6 +176,60 @@ def deletion_insertion(explainer, image: np.ndarray, heatmaps: Mapping[str, np.n
             for i, m in enumerate(names)}
 
 
+#: Random maps for the faithfulness baseline: how many, their seed, and their grid (cells per side).
+RANDOM_MAPS = 3
+RANDOM_SEED = 1234
+RANDOM_CELLS = 8
+
+
+def random_maps(size: tuple[int, int], n: int = RANDOM_MAPS, seed: int = RANDOM_SEED,
+                cells: int = RANDOM_CELLS) -> list[np.ndarray]:
+    """`n` seeded random maps at `size` (H, W): uniform noise on a `cells` x `cells` grid, resized
+    bilinearly. Smooth like a CAM rather than per-pixel noise, because removing scattered single
+    pixels wrecks an image far faster than removing blobs, which would flatter every blob-shaped map."""
+    rng = np.random.default_rng(seed)
+    H, W = size
+    return [cv2.resize(rng.random((cells, cells)).astype(np.float32), (W, H),
+                       interpolation=cv2.INTER_LINEAR) for _ in range(int(n))]
+
+
+@dataclass
+class RandomBaseline:
+    """Deletion / insertion of the random maps on the same image: mean AUCs, their standard
+    deviation, the per-map margins' spread (explain.verdict) and the mean curves."""
+
+    deletion_auc: float
+    insertion_auc: float
+    deletion_sd: float
+    insertion_sd: float
+    spread: float
+    fractions: np.ndarray
+    deletion: np.ndarray
+    insertion: np.ndarray
+    n: int
+
+
+def faithfulness(explainer, image: np.ndarray, heatmaps: Mapping[str, np.ndarray],
+                 target: int | None = None, *, n_random: int = RANDOM_MAPS, seed: int = RANDOM_SEED,
+                 **kwargs) -> tuple[dict[str, Faithfulness], RandomBaseline | None]:
+    """`deletion_insertion` of the heatmaps and of `n_random` random maps, in the same batched
+    passes; the random maps come back summarised as a RandomBaseline (None when n_random is 0)."""
+    keys = [f"\0random-{i}" for i in range(int(n_random))]
+    maps = dict(heatmaps)
+    maps.update(zip(keys, random_maps(explainer.input_size, len(keys), seed)))
+    faith = deletion_insertion(explainer, image, maps, target, **kwargs)
+    rand = [faith.pop(k) for k in keys]
+    if not rand:
+        return faith, None
+    dels = np.array([f.deletion.auc for f in rand])
+    ins = np.array([f.insertion.auc for f in rand])
+    sd = (lambda v: float(v.std(ddof=1)) if v.size > 1 else 0.0)
+    return faith, RandomBaseline(
+        float(dels.mean()), float(ins.mean()), sd(dels), sd(ins), sd((ins - dels) / 2),
+        rand[0].deletion.fractions, np.mean([f.deletion.scores for f in rand], axis=0),
+        np.mean([f.insertion.scores for f in rand], axis=0), len(rand))
+
+
 # -- localisation --------------------------------------------------------------------------------
 
 def _mask_like(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -208,6 +262,47 @@ def energy_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
     m = _mask_like(mask, h.shape)
     total = h.sum()
     return float(h[m].sum() / total) if total > 0 else float("nan")
+
+
+#: The most boxes one localisation takes (a few objects, not a painting).
+MAX_BOXES = 20
+
+
+def clip_boxes(boxes, shape: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+    """Boxes (x0, y0, x1, y1) in pixel coordinates of an image of `shape` (x to the right, y down;
+    corners in any order) as (left, top, right, bottom) clipped to the image; boxes left with no
+    area are dropped. Raises ExplainError for anything but finite numbers, or too many boxes."""
+    H, W = int(shape[0]), int(shape[1])
+    try:
+        arr = np.asarray(list(boxes), dtype=np.float64)
+        arr = arr.reshape(-1, 4) if arr.size or arr.ndim != 1 else np.zeros((0, 4))
+        if arr.ndim != 2 or arr.shape[1] != 4:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ExplainError("a box is four numbers: x0, y0, x1, y1") from None
+    if not np.isfinite(arr).all():
+        raise ExplainError("a box's corners must be finite numbers")
+    if len(arr) > MAX_BOXES:
+        raise ExplainError(f"at most {MAX_BOXES} boxes, not {len(arr)}")
+    out = []
+    for x0, y0, x1, y1 in arr:
+        (x0, x1), (y0, y1) = np.clip(sorted((x0, x1)), 0, W), np.clip(sorted((y0, y1)), 0, H)
+        if x1 > x0 and y1 > y0:
+            out.append((float(x0), float(y0), float(x1), float(y1)))
+    return out
+
+
+def box_mask(boxes, shape: tuple[int, int]) -> np.ndarray:
+    """The bool (H, W) mask of one or more boxes (see clip_boxes): a pixel is inside when its
+    centre is. Raises ExplainError as clip_boxes does, and when the boxes cover no pixel."""
+    mask = np.zeros((int(shape[0]), int(shape[1])), bool)
+    for x0, y0, x1, y1 in clip_boxes(boxes, shape):
+        c0, c1 = (int(np.ceil(v - 0.5)) for v in (x0, x1))
+        r0, r1 = (int(np.ceil(v - 0.5)) for v in (y0, y1))
+        mask[r0:r1, c0:c1] = True
+    if not mask.any():
+        raise ExplainError("the boxes cover no pixel of the image: draw them on the picture")
+    return mask
 
 
 def mask_fraction(mask: np.ndarray) -> float:
@@ -274,6 +369,8 @@ class SanityResult:
     original: np.ndarray = field(repr=False)
     randomised: np.ndarray = field(repr=False)
     threshold: float = SANITY_THRESHOLD
+    #: per step, the deepest layer randomised so far (a short axis label: "down to conv2")
+    reached: list[str] = field(default_factory=list)
 
 
 class _Cascade:
@@ -371,12 +468,15 @@ def sanity_check(explainer, image: np.ndarray, methods: Sequence[str] = (),
                  max_steps: int | None = None, threshold: float = SANITY_THRESHOLD,
                  seed: int = 0, progress: Callable[[float], None] | None = None,
                  cancel: Callable[[], bool] | None = None,
+                 trained: Mapping[str, np.ndarray] | None = None,
                  **options) -> dict[str, SanityResult]:
     """Cascading model-parameter randomisation (Adebayo et al. 2018) for `methods` (ids of
     Explainer.explain) and `custom` ({name: fn(explainer, image, target) -> (h, w) map}, e.g. a
     baseline that ignores the model). The model is copied once per explainer and cached; the
     trained model is never modified. max_steps merges the layers into at most that many steps
-    (top first); target None = the trained model's top-1, kept for every step."""
+    (top first); target None = the trained model's top-1, kept for every step. `trained`: the
+    methods' heatmaps on the trained model when the caller has them already (the app's grid
+    has), so the cascade's first run is skipped."""
     custom = dict(custom or {})
     methods = list(methods)
     if not methods and not custom:
@@ -394,7 +494,9 @@ def sanity_check(explainer, image: np.ndarray, methods: Sequence[str] = (),
             if progress is not None:
                 progress((run + frac) / n_runs)
         out = {}
-        if methods:
+        if run == 0 and trained is not None and methods and all(m in trained for m in methods):
+            out.update({m: trained[m] for m in methods})
+        elif methods:
             res = cascade.explainer.explain(image, methods, layer, target, progress=sub,
                                             cancel=cancel, **options)
             out.update({m: r.heatmap for m, r in res.items()})
@@ -410,10 +512,12 @@ def sanity_check(explainer, image: np.ndarray, methods: Sequence[str] = (),
             names = list(first)
             rho = {m: [] for m in names}
             sim = {m: [] for m in names}
-            labels, current = [], first
+            labels, reached, current = [], [], first
+            order = {p: i for i, p in enumerate(cascade.explainer.graph.layers)}
             for i, group in enumerate(groups):
                 cascade.randomise(group)
                 labels.append(_label(group))
+                reached.append(min((p for p, _ in group), key=lambda p: order.get(p, 0)))
                 current = maps(i + 1)
                 for m in names:
                     rho[m].append(spearman(first[m], current[m]))
@@ -428,7 +532,7 @@ def sanity_check(explainer, image: np.ndarray, methods: Sequence[str] = (),
         passed = None if blank or not rho[m] else bool(score < threshold)
         results[m] = SanityResult(m, labels, rho[m], sim[m], score, passed,
                                   _verdict(passed, score, threshold), first[m], current[m],
-                                  threshold)
+                                  threshold, reached)
     return results
 
 

@@ -301,6 +301,7 @@ def results_area():
                 html.Div(id="results-grid", children=empty_state(), className="row g-3"),
                 type="circle", delay_show=400, overlay_style={"visibility": "visible", "opacity": 0.6},
             ),
+            html.Div(id="agreement"),   # the maps' agreement card (callbacks.compare), when 2+ are shown
             compare_panel(),
         ],
     )

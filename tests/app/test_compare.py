@@ -118,6 +118,12 @@ def test_layout_draws_a_result():
     text = str(view.status_view(result, "abc", "m", ["gradcam", "gradients"]))
     assert "out of date" not in text and "bus" in text
     assert "out of date" in str(view.status_view(result, "other", "m", ["gradcam", "gradients"]))
+    # a second model or boxes chosen since the numbers were computed
+    assert "second model or boxes" in str(view.status_view(result, "abc", "m", ["gradcam", "gradients"], "m2"))
+    assert "out of date" in str(view.status_view(result, "abc", "m", ["gradcam", "gradients"], None, [[0, 0, 5, 5]]))
+    assert "out of date" in str(view.status_view(result, "abc", "m", ["gradcam", "gradients"], None, [["x"]]))
+    boxed = {**result, "box_list": [[0, 0, 5, 5]]}
+    assert "out of date" not in str(view.status_view(boxed, "abc", "m", ["gradcam", "gradients"], None, [[0, 0, 5, 5]]))
     assert "No ground-truth mask" in str(view.status_view({**result, "localisation": None}, "abc", "m",
                                                           ["gradcam", "gradients"]))
 
@@ -151,6 +157,155 @@ def test_compare_in_the_browser(dash_duo, compare_app, images):
     assert values == sorted(values)
     dash_duo.driver.execute_script("arguments[0].click();", sort)   # descending
     assert [float(v) for v in column("deletion_auc")] == sorted(values, reverse=True)
-    assert len(dash_duo.find_elements("#compare-deletion .scatterlayer .trace")) == 2
+    # two methods and the random maps' baseline
+    assert len(dash_duo.find_elements("#compare-deletion .scatterlayer .trace")) == 3
+    assert "random maps" in dash_duo.find_element("#compare-deletion").text
     assert len(dash_duo.find_elements("#compare-sanity li")) == 2
     assert "No ground-truth mask" in dash_duo.find_element("#compare-status").text
+
+
+# -- verdicts, boxes, two models, agreement ------------------------------------------------------
+
+def test_comparison_has_a_random_baseline_and_a_verdict_per_method(compare_app):
+    from callbacks.compare import comparison
+    from explain.verdict import LEVELS
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    deps = compare_app.camlens
+    result = comparison(deps.store, deps.registry, _context(compare_app, image),
+                        ["gradcam", "gradients"], sanity=True)
+    json.dumps(result, allow_nan=False)
+    rand = result["random"]
+    assert rand["n"] == 3 and len(rand["deletion"]) == len(result["curves"]["gradcam"]["deletion"])
+    for m in ("gradcam", "gradients"):
+        v = result["verdicts"][m]
+        assert v["level"] in LEVELS and v["sentence"].startswith(LEVELS[v["level"]] + ":")
+        passed = result["sanity"][m]["passed"]
+        if passed is False:
+            assert v["level"] == "distrust"
+        if v["level"] == "trust":
+            assert passed is True and v["margin"] > 0
+    # the random maps do not depend on the methods asked for (fixed seed, same image)
+    again = comparison(deps.store, deps.registry, _context(compare_app, image), ["gradcam"], sanity=False)
+    assert again["random"]["deletion_auc"] == pytest.approx(rand["deletion_auc"])
+    assert again["verdicts"]["gradcam"]["level"] in ("faithful", "doubt", "unknown")
+
+
+def test_boxes_replace_the_mask_for_localisation(compare_app):
+    from callbacks.compare import comparison
+
+    image = np.random.default_rng(2).integers(0, 256, (80, 100, 3), dtype=np.uint8)
+    deps = compare_app.camlens
+    everything = comparison(deps.store, deps.registry, _context(compare_app, image), ["gradcam"],
+                            sanity=False, boxes=[[-10, -10, 200, 200]])   # clipped to the image
+    assert everything["mask_source"] == "boxes" and everything["boxes"] == 1
+    assert everything["chance"] == pytest.approx(1.0)
+    assert everything["localisation"]["gradcam"]["pointing_game"] == 1.0
+    two = comparison(deps.store, deps.registry, _context(compare_app, image), ["gradcam"], sanity=False,
+                     boxes=[[0, 0, 50, 40], [50, 40, 100, 80]])
+    assert two["chance"] == pytest.approx(0.5) and two["boxes"] == 2
+    from explain.errors import ExplainError
+    with pytest.raises(ExplainError):
+        comparison(deps.store, deps.registry, _context(compare_app, image), ["gradcam"], sanity=False,
+                   boxes=[[0, 0, "x", 3]])
+
+
+def test_read_shapes_from_plotly_relayout_events():
+    from callbacks.compare import read_shapes
+    from explain.errors import ExplainError
+
+    drawn = {"shapes": [{"type": "rect", "x0": 10, "y0": 5, "x1": 30.5, "y1": 25, "line": {}},
+                        {"type": "rect", "x0": 90, "y0": 70, "x1": 150, "y1": 120}]}
+    boxes = read_shapes(drawn, [], (80, 100))
+    assert boxes == [[10, 5, 30.5, 25], [90, 70, 100, 80]]              # the second clipped
+    moved = read_shapes({"shapes[1].x0": 60, "shapes[1].y0": 60}, boxes, (80, 100))
+    assert moved[1] == [60, 60, 100, 80] and moved[0] == boxes[0]
+    assert read_shapes({"xaxis.range[0]": 3}, boxes, (80, 100)) == boxes  # a zoom keeps them
+    assert read_shapes({"shapes": []}, boxes, (80, 100)) == []             # all erased
+    for bad in ({"shapes": [{"type": "circle", "x0": 1, "y0": 1, "x1": 2, "y1": 2}]},
+                {"shapes": "no"}, {"shapes": [{"type": "rect", "x0": None}]},
+                {"shapes[7].x0": 3}, {"shapes": [{"type": "rect", "x0": 0, "y0": 0, "x1": 1e400, "y1": 3}]}):
+        with pytest.raises(ExplainError):
+            read_shapes(bad, boxes, (80, 100))
+
+
+def test_two_models_side_by_side(tmp_path):
+    """vehicles and vehicles-shortcut (bundled, same classes): both explain the same class."""
+    from callbacks.compare import comparison
+    from callbacks import work
+    from models.scenes import make_scene
+
+    app = create_app(Config(cache_dir=tmp_path / "cache"))
+    deps = app.camlens
+    stored = deps.store.put_image("v" * 64, make_scene(11, 96).image)
+    context = work.Context(image=stored.key, model="vehicles", layer=None,
+                           target=work.predictions(deps.store, deps.registry, stored.key, "vehicles")[0]["index"])
+    result = comparison(deps.store, deps.registry, context, ["gradcam", "gradients"], sanity=False,
+                        second_model="vehicles-shortcut")
+    json.dumps(result, allow_nan=False)
+    second = result["second"]
+    assert second["model"] == "vehicles-shortcut" and second["target"] == result["target"]
+    assert set(second["curves"]) == {"gradcam", "gradients"} and set(second["verdicts"]) == {"gradcam", "gradients"}
+    assert second["random"]["n"] == 3
+    assert 0 <= second["predicted"]["probability"] <= 1 and second["predicted"]["label"]
+    from layouts import compare as view
+    text = str(view.models_view(result))
+    assert "vehicles-shortcut" in text and "compare-model-row" in text and "Both explain" in text
+    same = comparison(deps.store, deps.registry, context, ["gradcam"], sanity=False, second_model="vehicles")
+    assert "already chosen" in same["second"]["error"]
+    gone = comparison(deps.store, deps.registry, context, ["gradcam"], sanity=False, second_model="nope")
+    assert "nope" in gone["second"]["error"]
+
+
+def test_second_model_with_other_classes_explains_its_own_top_class(compare_app):
+    from callbacks.compare import comparison
+
+    image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    deps = compare_app.camlens
+    result = comparison(deps.store, deps.registry, _context(compare_app, image), ["gradcam"], sanity=False,
+                        second_model="tiny-flat.keras")
+    second = result["second"]
+    assert second["target_label"] in ("class 0", "class 1") and "gradcam" in second["curves"]
+    assert "the models' classes differ" in str(__import__("layouts.compare", fromlist=["x"]).models_view(result))
+
+
+def test_verdict_and_agreement_views():
+    from layouts import compare as view
+
+    result = {"methods": ["gradcam", "gradients"], "names": {"gradcam": "Grad-CAM", "gradients": "Vanilla gradients"},
+              "random": {"n": 3},
+              "verdicts": {"gradcam": {"level": "trust", "headline": "Trustworthy here",
+                                       "sentence": "Trustworthy here: removing what it points at ...",
+                                       "margin": 0.2},
+                           "gradients": {"level": "distrust", "headline": "Do not trust here",
+                                         "sentence": "Do not trust here: it barely changes ...", "margin": 0.3}},
+              "warnings": {"gradients": ["a plain note"]}}
+    text = str(view.verdict_view(result))
+    assert "compare-verdict-table" in text and "Which map to trust on this image" in text
+    assert "Removing what it points at" in text and "a plain note" in text
+    assert view.verdict_view({"methods": [], "names": {}}) == []
+    fig = view.agreement_figure(["A", "B"], np.eye(2), np.eye(2), 0.1)
+    assert len(fig.data) == 2 and fig.data[0].zmin == -1 and list(fig.data[1].z[0]) == [1.0, 0.0]
+    assert "agreement-graph" in str(view.agreement_card(["A", "B"], np.eye(2), np.eye(2), 0.1))
+    ticks = view.sanity_figure({"methods": ["gradcam"], "names": {"gradcam": "Grad-CAM"},
+                                "sanity": {"gradcam": {"steps": ["a … b_block4_expand_bn (15 layers)"],
+                                                       "reached": ["block4a_expand_bn"], "spearman": [0.2]}}})
+    assert ticks.layout.xaxis.ticktext == ("block4a_<br>expand_bn",)
+
+
+def test_models_view_says_when_the_second_model_sees_another_class():
+    from layouts import compare as view
+
+    curves = {"gradcam": {"deletion_auc": 0.2, "insertion_auc": 0.9}}
+    verdicts = {"gradcam": {"level": "trust", "headline": "Trustworthy here", "sentence": "Trustworthy here: …"}}
+    result = {"model": "vehicles", "target_label": "pickup", "methods": ["gradcam"], "names": {"gradcam": "Grad-CAM"},
+              "curves": curves, "verdicts": verdicts,
+              "second": {"model": "vehicles-shortcut", "target_label": "pickup", "methods": ["gradcam"],
+                         "curves": {"gradcam": {"deletion_auc": 0.0, "insertion_auc": 0.05}}, "verdicts": {},
+                         "predicted": {"label": "car", "probability": 0.99}}}
+    text = str(view.models_view(result))
+    assert "vehicles-shortcut itself predicts “car” (99%)" in text
+    assert "-0.200" in text and "-0.850" in text          # the differences, second minus first
+    assert view.models_view({**result, "second": None}) == []
+    assert "Second model (x): gone" in str(view.models_view({**result, "second": {"model": "x", "error": "gone"}}))

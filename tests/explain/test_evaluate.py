@@ -64,7 +64,10 @@ def test_scenes_write_results_and_summary(model_file, tmp_path):
         assert 0.0 <= float(r["energy_in_mask"]) <= 1.0
         assert 0.0 < float(r["mask_fraction"]) < 1.0
         assert 0.0 <= float(r["deletion_auc"]) <= 1.0 and 0.0 <= float(r["insertion_auc"]) <= 1.0
+        assert 0.0 <= float(r["random_deletion_auc"]) <= 1.0
+        assert r["verdict"] in ("faithful", "doubt", "unknown")      # no sanity check: never "trust"
     summary = (out / "summary.md").read_text()
+    assert "verdicts (explain.verdict)" in summary
     assert "| Grad-CAM |" in summary and "| Vanilla gradients |" in summary
     assert "±" in summary and "3 fresh standard scenes" in summary and "baseline grey;" in summary
     # the table's numbers are the means of the CSV's
@@ -113,6 +116,7 @@ def test_sanity_columns(model_file, tmp_path):
     assert -1.0 <= float(row["sanity_spearman"]) <= 1.0 and row["sanity_passed"] in ("0", "1", "")
     summary = (tmp_path / "summary.md").read_text()
     assert "sanity Spearman" in summary and (" 1/1 |" in summary or " 0/1 |" in summary)
+    assert row["verdict"] in ("trust", "doubt", "distrust", "unknown")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -258,3 +258,91 @@ def test_sanity_check_merges_steps_and_reports_progress(trained_explainer):
         sanity_check(trained_explainer, image, ["gradcam"], cancel=lambda: True)
     with pytest.raises(ExplainError):
         sanity_check(trained_explainer, image, [])
+
+
+# -- boxes and the random baseline ------------------------------------------------------------------
+
+def test_box_mask_clips_orders_and_validates():
+    from explain.metrics import box_mask
+
+    m = box_mask([(20, 10, 50, 30)], (40, 60))
+    assert m.sum() == 30 * 20 and m[10, 20] and m[29, 49] and not m[30, 50] and not m[9, 20]
+    # corners in any order, two boxes (overlapping), one partly outside the image
+    two = box_mask([[50, 30, 20, 10], (40, 0, 100, 5)], (40, 60))
+    assert two.sum() == 30 * 20 + 20 * 5 - 0 and two[0, 59] and two[4, 45]
+    # a pixel is in when its centre is: 0.4..2.6 covers pixels 0, 1, 2 (centres .5, 1.5, 2.5)
+    assert box_mask([(0.4, 0.4, 2.6, 1.4)], (5, 5)).sum() == 3
+    # the mask feeds the localisation games like a scene's mask
+    heat = np.zeros((40, 60), np.float32)
+    heat[15, 30] = 1.0
+    assert pointing_game(heat, m) == 1.0 and energy_in_mask(heat, m) == 1.0
+    assert pointing_game(heat, box_mask([(0, 0, 10, 10)], (40, 60))) == 0.0
+    for bad in ([(0, 0, float("nan"), 3)], [("a", 0, 1, 1)], [(1, 2, 3)], [(0, 0, 5, 5)] * 21):
+        with pytest.raises(ExplainError):
+            box_mask(bad, (40, 60))
+    with pytest.raises(ExplainError, match="cover no pixel"):
+        box_mask([(100, 100, 200, 200)], (40, 60))
+    with pytest.raises(ExplainError, match="cover no pixel"):
+        box_mask([], (40, 60))
+
+
+def test_random_maps_are_seeded_and_smooth():
+    from explain.metrics import random_maps
+
+    a, b = random_maps((32, 48), 2), random_maps((32, 48), 2)
+    assert len(a) == 2 and a[0].shape == (32, 48)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.allclose(a[0], a[1])
+    assert np.abs(np.diff(a[0], axis=1)).max() < 0.2       # blobs, not per-pixel noise
+
+
+def test_faithfulness_against_random_maps(region_explainer, rng):
+    from explain.metrics import faithfulness
+    from explain.verdict import verdict
+
+    image = rng.integers(190, 250, (32, 32, 3), dtype=np.uint8)
+    region = np.zeros((32, 32), np.float32)
+    region[:16, :16] = 1.0
+    faith, rand = faithfulness(region_explainer, image, {"region": region, "elsewhere": 1 - region},
+                               target=0, steps=8, baseline="grey")
+    assert set(faith) == {"region", "elsewhere"} and rand.n == 3
+    assert faith["region"].deletion.auc < rand.deletion_auc < faith["elsewhere"].deletion.auc
+    assert len(rand.deletion) == 9 and rand.deletion[0] == pytest.approx(faith["region"].deletion.scores[0])
+    good = verdict(faith["region"].deletion.auc, faith["region"].insertion.auc, rand.deletion_auc,
+                   rand.insertion_auc, True, rand.spread)
+    bad = verdict(faith["elsewhere"].deletion.auc, faith["elsewhere"].insertion.auc, rand.deletion_auc,
+                  rand.insertion_auc, True, rand.spread)
+    assert good.level == "trust" and bad.faithful == "worse"
+    again = faithfulness(region_explainer, image, {"region": region}, target=0, steps=8)[1]
+    assert again.deletion_auc == pytest.approx(rand.deletion_auc)    # fixed seed
+    assert faithfulness(region_explainer, image, {"region": region}, target=0, steps=8, n_random=0)[1] is None
+
+
+def test_clip_boxes_keeps_what_lies_on_the_image():
+    from explain.metrics import clip_boxes
+
+    assert clip_boxes([(-5, 50, 30, 10), (70, 0, 90, 5)], (40, 60)) == [(0.0, 10.0, 30.0, 40.0)]
+    assert clip_boxes([], (40, 60)) == []
+
+
+def test_sanity_check_reuses_the_trained_maps_it_is_given(trained_explainer):
+    """The app's grid has the trained model's maps: the cascade skips its first run, same numbers."""
+    image = squares(1, np.random.default_rng(9))[0][0]
+    plain = sanity_check(trained_explainer, image, ["gradcam", "gradients"], max_steps=2)
+    maps = {m: r.heatmap for m, r in trained_explainer.explain(image, ["gradcam", "gradients"]).items()}
+    calls = []
+    original = type(trained_explainer).explain
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return original(self, *a, **k)
+    type(trained_explainer).explain = counting
+    try:
+        shared = sanity_check(trained_explainer, image, ["gradcam", "gradients"], max_steps=2, trained=maps)
+    finally:
+        type(trained_explainer).explain = original
+    assert len(calls) == 2                        # the two randomisation steps, not the trained model
+    for m in ("gradcam", "gradients"):
+        assert shared[m].spearman == pytest.approx(plain[m].spearman, abs=1e-6)
+    # merged steps (head + c2 + bn2, then c1): each named by the deepest layer it reaches
+    assert plain["gradcam"].reached == ["c2", "c1"]
