@@ -96,6 +96,8 @@ class Config:
     theme: str = _option("bootstrap", str.lower, "Bootstrap theme: bootstrap or a Bootswatch name")
     warm_start: bool = _option(False, _bool, "load and warm the default model in the background at start "
                                               "(on under `python app.py` and serve.py)")
+    challenge_dir: Path | None = _option(None, _optional_path, "labelled photos for Beat the AI: a folder with "
+                                         "labels.json (file name -> class) or one subfolder per class")
 
     def __post_init__(self):
         problems = []
@@ -109,6 +111,8 @@ class Config:
             problems.append("upload limits must be positive")
         if self.theme not in available_themes():
             problems.append(f"theme {self.theme!r} is not one of {', '.join(available_themes())}")
+        if self.challenge_dir is not None and not self.challenge_dir.is_dir():
+            problems.append(f"challenge dir {self.challenge_dir} is not a folder")
         if problems:
             raise ValueError("; ".join(problems))
 
