@@ -161,13 +161,13 @@ def pick_choices(truth: int, count: int, nearby: list[int], rng: random.Random, 
 # ---- a game ------------------------------------------------------------------------------
 
 def cam_method() -> str:
-    """The map the game reveals: the first default method that is a fast gradient CAM (as the
-    declarations say), else the first such method declared."""
-    def gradient_cam(m):
+    """The map the game reveals: the first default method (explain.methods) that maps a class at
+    a layer and is fast, i.e. the default gradient CAM; else the first such method declared."""
+    def fits(m):
         info = METHODS[m]
-        return info.family == "cam" and "cam" in info.passes and info.needs_target and not info.slow
+        return info.needs_layer and info.needs_target and not info.slow
 
-    return next(m for m in (*DEFAULT_METHODS, *METHODS) if gradient_cam(m))
+    return next(m for m in (*DEFAULT_METHODS, *METHODS) if fits(m))
 
 
 def _key(token: str) -> str:
