@@ -226,10 +226,13 @@ def new_game(store, registry, limits, photos: list[Photo], model: str, rounds: i
     notes = [f"{len(unread)} photo(s) could not be read and were skipped ({unread[0]})."] if unread else []
     if len(chosen) < rounds:
         notes.append(f"Only {len(chosen)} labelled photo(s) show a class {info.display_name} knows, so this "
-                     f"game has {len(chosen)} round(s).")
+                     f"game has {len(chosen)} round(s). More photos: a folder of labelled photos "
+                     "(CAMLENS_CHALLENGE_DIR, see the README).")
     state = {"model": model, "rounds": chosen, "at": 0, "phase": "ask", "notes": notes}
     token = secrets.token_urlsafe(24)
     save(store, token, state)
+    if not registry.warmed(model, timeout=0):
+        registry.warm(model)   # it loads while the visitor looks at the first photo
     return token, state
 
 

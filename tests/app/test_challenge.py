@@ -198,6 +198,7 @@ class Game:
     def open(self):
         self.duo.wait_for_page(self.duo.server_url + "/challenge", timeout=20)
         self.duo.wait_for_element("#challenge-start", timeout=20)
+        self.duo.wait_for_element("#challenge-model", timeout=20)   # an async component: later
         return self
 
     def js(self, script, *args):
