@@ -283,6 +283,8 @@ def test_three_rounds_against_the_scene_model_a_score_and_the_summary(play):
             next(k for k, c in enumerate(r["choices"]) if c != r["truth"])
         game.pick(position)
         reveal_is_complete(game, len(labels))
+        assert game.js("return document.documentElement.scrollWidth <= window.innerWidth;"), game.js(
+            "return [document.documentElement.scrollWidth, window.innerWidth];")
         state = game.server_state()
         r = state["rounds"][i]
         text = game.duo.find_element("#challenge-reveal").text
@@ -292,6 +294,7 @@ def test_three_rounds_against_the_scene_model_a_score_and_the_summary(play):
         assert game.score().startswith(f"You {you} · AI {ai}")
         game.next()
     game.duo.wait_for_element("#challenge-summary", timeout=20)
+    assert game.js("return document.documentElement.scrollWidth <= window.innerWidth;")   # no sideways scroll
     you, ai, _ = ch.score(state)
     summary = game.duo.find_element("#challenge-summary").text
     assert f"you got {you} right, the AI got {ai} right" in summary
