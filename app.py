@@ -76,6 +76,8 @@ class Config:
     secret: str | None = field(default=None, repr=False, metadata={  # never printed with the config
         "parse": str, "help": "key that signs background-job handles; the same on every web machine "
                               "(default: a key file made in the cache folder)"})
+    challenge_dir: Path | None = _option(None, _optional_path, "labelled photos for Beat the AI: a folder with "
+                                         "labels.json (file name -> class) or one subfolder per class")
 
     def __post_init__(self):
         problems = []
@@ -89,6 +91,8 @@ class Config:
             problems.append("upload limits must be positive")
         if self.theme not in available_themes():
             problems.append(f"theme {self.theme!r} is not one of {', '.join(available_themes())}")
+        if self.challenge_dir is not None and not self.challenge_dir.is_dir():
+            problems.append(f"challenge dir {self.challenge_dir} is not a folder")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -121,7 +121,7 @@ def make_store(config) -> Store:
 
 def register(app, config, registry, manager) -> None:
     """Attach every callback (and the app's extra routes) to `app`; background jobs run on `manager`."""
-    from callbacks import compare, inputs, results, routes, urlstate
+    from callbacks import challenge, compare, inputs, results, routes, urlstate
     from layouts.page import page
 
     deps = Deps(app=app, config=config, registry=registry, store=make_store(config), manager=manager)
@@ -131,4 +131,5 @@ def register(app, config, registry, manager) -> None:
     urlstate.register(deps)
     routes.register(deps)
     compare.register(deps)
+    challenge.register(deps)
     app.camlens = deps  # for tests and the bench: the store's counters, the registry

@@ -51,7 +51,12 @@ def navbar():
         dbc.Container(
             [
                 dbc.NavbarBrand([html.I(className="bi bi-eye me-2"), "camlens"], className="fw-semibold"),
-                html.Span("why did the classifier decide that?", className="navbar-text small d-none d-sm-inline"),
+                html.Span("why did the classifier decide that?", className="navbar-text small d-none d-lg-inline"),
+                dbc.Nav([
+                    dbc.NavItem(dbc.NavLink("Explore", href="/", active="exact", id="nav-explore")),
+                    dbc.NavItem(dbc.NavLink([html.I(className="bi bi-trophy me-1"), "Beat the AI"],
+                                            href="/challenge", active="exact", id="nav-challenge")),
+                ], navbar=True, className="ms-auto flex-row gap-3"),
             ],
             fluid=True,
         ),
@@ -296,6 +301,10 @@ def results_area():
                 html.Button([html.I(className="bi bi-link-45deg me-1"), "Copy link"], id="copy-link", n_clicks=0,
                             className="btn btn-sm btn-outline-secondary ms-2",
                             title="A link that reopens this view: image, class, methods, options, display"),
+                html.Button([html.I(className="bi bi-easel me-1"), "Present"], id="present-open", type="button",
+                            className="btn btn-sm btn-outline-primary ms-2",
+                            title="Full screen, one figure at a time: arrow keys step through the methods, "
+                                  "up and down through the gallery's photos, Esc leaves"),
             ], className="d-flex flex-wrap justify-content-end align-items-center mb-2"),
             dcc.Loading(
                 html.Div(id="results-grid", children=empty_state(), className="row g-3"),
@@ -337,6 +346,8 @@ def stores():
 def page(config, catalog: Catalog | None = None):
     """Three areas in a CSS grid (assets/style.css): controls and methods on the left, results on
     the right; on phones controls, then results, then methods, so results are not below a long list."""
+    from layouts.challenge import challenge_page   # it builds on this module (Catalog, model_options)
+
     catalog = catalog or Catalog(max_upload_mb=config.max_upload_mb, max_megapixels=config.max_pixels / 1e6)
     return html.Div(
         [
@@ -352,6 +363,8 @@ def page(config, catalog: Catalog | None = None):
                     className="camlens-grid",
                 ),
                 fluid=True,
+                id="explorer-page",
             ),
+            challenge_page(catalog),
         ]
     )
