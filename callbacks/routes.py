@@ -22,6 +22,7 @@ import numpy as np
 from callbacks import render as draw
 from callbacks import work
 from explain import METHODS, OPTIONS, report
+from explain.errors import ExplainError
 from explain.render import encode_image
 
 
@@ -110,10 +111,11 @@ def results_report(deps, record: dict) -> str:
         method, signed = METHODS[m], bool(display.get("signed") and entry.get("signed"))
         panels.append(report.Panel(
             name=method.name, picture=draw.full_picture(stored, entry, display, factors.get(m, 1.0)),
-            caption=report.caption(label(entry["target"]), counterfactual=record["counterfactual"] and method.counterfactual,
-                                   contrast=label(contrast) if contrast is not None and method.needs_target else None,
+            caption=report.caption(method, label(entry["target"]), mode=entry.get("mode", "relu"),
+                                   counterfactual=record["counterfactual"],
+                                   contrast=label(contrast) if contrast is not None else None,
                                    probability=record["score"] == "probability", signed=signed,
-                                   class_agnostic=not method.needs_target),
+                                   colormap=display.get("cmap", "jet")),
             plain=method.plain, paper=method.paper, seconds=entry["seconds"], warnings=entry["warnings"]))
     explained = f"{label(target)}" + (f" rather than {label(contrast)}" if contrast is not None else "")
     title = f"Why {info.display_name if info else record['model']} says “{label(target)}”"
@@ -129,6 +131,19 @@ def results_report(deps, record: dict) -> str:
         reproduce=_command(record, list(entries)),
         notes=[f"Image: {record.get('name') or 'upload'} (SHA-256 {record['image'][:16]}…), "
                f"{stored.original_size[0]}×{stored.original_size[1]} px."]))
+
+
+def shown_display(record: dict, args) -> dict:
+    """The record with the display the link carries (the page adds what is shown to the link in the
+    browser, assets/display.js); a link without one keeps the display the results were drawn with."""
+    if "cmap" not in args:
+        return record
+    try:
+        display = draw.clean_display(args.get("cmap"), args.get("opacity"), args.get("view"), args.get("scale"),
+                                     args.get("signed") == "1")
+    except ExplainError as error:
+        flask.abort(400, str(error))
+    return {**record, "display": display}
 
 
 def _command(record: dict, methods: list[str]) -> str:
@@ -171,7 +186,7 @@ def register(deps) -> None:
     # The report link follows the ZIP link in the browser (same token): no server trip.
     deps.app.clientside_callback(
         """function (href, cls) {
-            return [href ? href.replace('/download/', '/report/').replace(/\.zip$/, '.html') : '',
+            return [href ? href.replace('/download/', '/report/').replace(/\.zip(\?|$)/, '.html$1') : '',
                     (cls || '') + ' ms-2'];
         }""",
         Output("download-report", "href"), Output("download-report", "className"),
@@ -182,6 +197,7 @@ def register(deps) -> None:
         record = deps.store.record(token)
         if record is None:
             flask.abort(404, "This download link has expired: show the results again.")
+        record = shown_display(record, flask.request.args)
         data = results_zip(deps, record)
         return flask.send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                                download_name=f"camlens-{record['model']}-{token[:8]}.zip")
@@ -191,6 +207,7 @@ def register(deps) -> None:
         record = deps.store.record(token)
         if record is None:
             flask.abort(404, "This report link has expired: show the results again.")
+        record = shown_display(record, flask.request.args)
         return flask.Response(results_report(deps, record), mimetype="text/html",
                               headers={"Content-Disposition":
                                        f'attachment; filename="camlens-report-{token[:8]}.html"'})
