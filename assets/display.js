@@ -51,6 +51,7 @@
   function colour(uri, mode, cmap, factor) {
     var key = mode + '|' + cmap + '|' + factor + '|' + uri;
     if (coloured.has(key)) { return coloured.get(key); }
+    if (coloured.size > 600) { coloured.clear(); }   // a bound on memory: older results go
     var gray = grays.get(uri), lut = table(cmap);
     if (!gray || !lut) { return null; }
     var index = new Uint8Array(256), alpha = new Uint8Array(256);
@@ -101,31 +102,93 @@
 
   function graphs() { return Array.prototype.slice.call(document.querySelectorAll('#results-grid .js-plotly-plot')); }
 
-  /* Bring one figure to the current display; only what changed is sent to Plotly. Returns a
-   * promise, or null when the figure is not ready yet (not plotted, grey pixels still decoding). */
+  /* The map layer's picture and opacity, set on the drawn <image> and in the figure (layout and
+   * Plotly's full layout), without a Plotly redraw: no recalculation, no relayout event, no Dash
+   * prop update, so 12 figures take about a millisecond. A zoom or an export reads the same values
+   * from the layout. Falls back to Plotly.relayout when the element is not drawn yet. */
+  function setLayer(gd, changes) {
+    var el = gd.querySelector('.layer-above .imagelayer image');
+    var full = gd._fullLayout.images && gd._fullLayout.images[0];
+    if (!el || !full || !full.source) {
+      var update = {};
+      Object.keys(changes).forEach(function (k) { update['images[0].' + k] = changes[k]; });
+      return Plotly.relayout(gd, update);
+    }
+    Object.keys(changes).forEach(function (k) { gd.layout.images[0][k] = changes[k]; full[k] = changes[k]; });
+    if ('source' in changes) { el.setAttribute('href', changes.source); }
+    if ('opacity' in changes) { el.setAttribute('opacity', changes.opacity); }
+    return null;
+  }
+
+  /* What the current display means for one figure. */
+  function plan(meta, d) {
+    var mosaic = meta.kind === 'mosaic';
+    var drawSigned = !!(d.signed && meta.gray_signed);
+    var factor = d.scale === 'shared' ? meta.factor[d.signed ? 'on' : 'off'] : 1;
+    var view = mosaic ? 'heatmap' : d.view;
+    return {drawSigned: drawSigned, factor: factor, view: view, cmap: drawSigned ? 'rdbu' : d.cmap,
+            mode: mosaic ? 'mosaic' : drawSigned ? (view === 'overlay' ? 'signed-overlay' : 'signed-heatmap') : 'unsigned',
+            src: drawSigned ? meta.gray_signed : meta.gray, hoverIndex: mosaic ? 0 : 1};
+  }
+
+  /* The caption, drawn anew in place: every colormap's caption has the same lines (callbacks/
+   * render.py subtitle), so its <tspan> lines take the new words without a Plotly redraw. */
+  function patchCaption(gd, text) {
+    var el = gd.querySelector('.gtitle-subtitle');
+    var lines = text.split('<br>'), spans = el ? el.querySelectorAll('tspan.line') : [];
+    if (!el || (spans.length ? spans.length !== lines.length : lines.length !== 1)) { return false; }
+    if (spans.length) { spans.forEach(function (span, i) { span.textContent = lines[i]; }); } else { el.textContent = text; }
+    gd.layout.title.subtitle.text = text;
+    if (gd._fullLayout.title && gd._fullLayout.title.subtitle) { gd._fullLayout.title.subtitle.text = text; }
+    return true;
+  }
+
+  /* The colour bar's gradient recoloured in place (same 16 stops, display.js and the server build
+   * them alike), and the trace's colour scale set to match for any later redraw or export. */
+  function patchColorbar(gd, index, scale) {
+    var fill = gd.querySelector('.colorbar .cbfill'), full = gd._fullData && gd._fullData[index];
+    var match = fill && /url\(["']?#([^"')]+)/.exec(fill.style.fill || fill.getAttribute('fill') || '');
+    var gradient = match && gd.querySelector('[id="' + match[1] + '"]');
+    var stops = gradient ? gradient.querySelectorAll('stop') : [];
+    if (!full || stops.length !== scale.length) { return false; }
+    stops.forEach(function (stop) {
+      var at = stop.getAttribute('offset'), t = parseFloat(at) / (at.indexOf('%') >= 0 ? 100 : 1);
+      var best = scale.reduce(function (a, b) { return Math.abs(b[0] - t) < Math.abs(a[0] - t) ? b : a; });
+      stop.setAttribute('stop-color', best[1]);
+      stop.style.stopColor = best[1];
+    });
+    gd.data[index].colorscale = scale;
+    full.colorscale = scale;
+    return true;
+  }
+
+  /* Bring one figure to the current display; only what changed is touched. What the eye sees
+   * first (the map's picture and opacity, the caption, the colour bar's colours) is set in place
+   * at once; what needs Plotly to recompute (the hover values and colour-bar ticks after a change
+   * of scale or Signed, the shared-scale note) is queued, one figure per frame, so the page stays
+   * responsive. Returns true, or null when the figure is not ready yet (not plotted, grey pixels
+   * still decoding). In the heatmap view the map is opaque over the photo, so the view is an
+   * opacity (and, signed, the alpha) and never hides a trace (a restyle would replot). */
   function apply(gd) {
     var meta = metaOf(gd), d = state.display;
     if (!meta || !d || !gd._fullLayout || !gd.data) { return null; }
     hook(gd);
     var prev = gd._camlens && gd._camlens.meta === meta ? gd._camlens : {meta: meta};
-    var mosaic = meta.kind === 'mosaic';
-    var drawSigned = !!(d.signed && meta.gray_signed);
-    var factor = d.scale === 'shared' ? meta.factor[d.signed ? 'on' : 'off'] : 1;
-    var cmap = drawSigned ? 'rdbu' : d.cmap;
-    var view = mosaic ? 'heatmap' : d.view;
-    var mode = mosaic ? 'mosaic' : drawSigned ? (view === 'overlay' ? 'signed-overlay' : 'signed-heatmap') : 'unsigned';
-    var src = drawSigned ? meta.gray_signed : meta.gray;
-    if (!grays.has(src)) { load(src).then(poll); return null; }
-    var layout = {}, now = {meta: meta};
-    now.image = colour(src, mode, cmap, factor);
-    if (now.image !== prev.image) { layout['images[0].source'] = now.image; }
-    now.opacity = view === 'heatmap' ? 1 : d.opacity;
-    if (now.opacity !== prev.opacity) { layout['images[0].opacity'] = now.opacity; }
-    now.caption = drawSigned ? meta.captions.signed : meta.captions[d.cmap];
-    if (now.caption !== prev.caption && now.caption) { layout['title.subtitle.text'] = now.caption; }
+    var p = plan(meta, d);
+    if (!grays.has(p.src)) { load(p.src).then(poll); return null; }
+    var layer = {}, trace = {}, layout = {}, now = {meta: meta};
+    now.image = colour(p.src, p.mode, p.cmap, p.factor);
+    if (now.image !== prev.image) { layer.source = now.image; }
+    now.opacity = p.view === 'heatmap' ? 1 : d.opacity;
+    if (now.opacity !== prev.opacity) { layer.opacity = now.opacity; }
+    now.caption = p.drawSigned ? meta.captions.signed : meta.captions[d.cmap];
+    if (now.caption && now.caption !== (prev.caption === undefined ? gd.layout.title.subtitle.text : prev.caption)
+        && !patchCaption(gd, now.caption)) {
+      layout['title.subtitle.text'] = now.caption;
+    }
     var notes = (meta.warnings || []).slice();
-    if (d.scale === 'shared' && meta.group && factor < 0.25) {
-      notes.unshift("shared scale: this map's peak is " + Math.round(factor * 100) + '% of the largest in its family');
+    if (d.scale === 'shared' && meta.group && p.factor < 0.25) {
+      notes.unshift("shared scale: this map's peak is " + Math.round(p.factor * 100) + '% of the largest in its family');
     }
     now.notes = notes.map(function (w) { return '⚠ ' + w; }).join('<br>');
     var shownNotes = gd.layout.annotations && gd.layout.annotations[0] ? gd.layout.annotations[0].text : '';
@@ -133,38 +196,96 @@
       layout['annotations[0].text'] = now.notes;
       layout['annotations[0].visible'] = !!now.notes;
     }
-    var promises = [];
-    var hoverIndex = mosaic ? 0 : 1;
-    if (!mosaic) {
-      now.visible = view === 'overlay';
-      if (now.visible !== prev.visible) { promises.push(Plotly.restyle(gd, {visible: now.visible}, [0])); }
+    var drawn = meta.drawn || {};   // the server drew the colour bar and hover values for its display
+    now.values = [p.drawSigned, p.factor].join('|');
+    now.cmap = p.cmap;
+    var values = prev.values !== undefined ? prev.values : [drawn.signed, drawn.factor].join('|');
+    var cmap = prev.cmap !== undefined ? prev.cmap : drawn.cmap;
+    if (gd.data[p.hoverIndex] && (now.values !== values || (now.cmap !== cmap
+        && !patchColorbar(gd, p.hoverIndex, colorscale(p.cmap))))) {
+      trace = {colorscale: [colorscale(p.cmap)], zmin: p.drawSigned ? -1 : 0,
+               'colorbar.tickvals': [p.drawSigned ? [-1, 0, 1] : [0, 0.5, 1]],
+               'colorbar.ticktext': [p.drawSigned ? [meta.legend.on[0], '0', meta.legend.on[1]]
+                                                  : [meta.legend.off[0], '', meta.legend.off[1]]]};
+      if (meta.kind !== 'mosaic') {
+        trace.z = [scaled(p.drawSigned ? meta.hover_signed : meta.hover, p.factor, p.drawSigned ? -1 : 0)];
+      }
     }
-    now.hover = [drawSigned, factor, cmap].join('|');
-    if (now.hover !== prev.hover && gd.data[hoverIndex]) {
-      var style = {colorscale: [colorscale(cmap)], zmin: drawSigned ? -1 : 0,
-                   'colorbar.tickvals': [drawSigned ? [-1, 0, 1] : [0, 0.5, 1]],
-                   'colorbar.ticktext': [drawSigned ? [meta.legend.on[0], '0', meta.legend.on[1]]
-                                                    : [meta.legend.off[0], '', meta.legend.off[1]]]};
-      if (!mosaic) { style.z = [scaled(drawSigned ? meta.hover_signed : meta.hover, factor, drawSigned ? -1 : 0)]; }
-      promises.push(Plotly.restyle(gd, style, [hoverIndex]));
-    }
-    if (Object.keys(layout).length) { promises.push(Plotly.relayout(gd, layout)); }
     gd._camlens = now;
-    return Promise.all(promises);
+    var pending = setLayer(gd, layer);
+    if (Object.keys(trace).length || Object.keys(layout).length) {
+      later(gd, meta, trace, layout, p.hoverIndex);
+    }
+    return pending || true;
+  }
+
+  /* Plotly updates that may wait a few frames: one figure per frame, the latest per figure. */
+  var queue = new Map();
+  function later(gd, meta, trace, layout, index) {
+    var had = queue.get(gd);
+    if (had && had.meta === meta) {
+      Object.assign(had.trace, trace);
+      Object.assign(had.layout, layout);
+    } else {
+      queue.set(gd, {meta: meta, trace: trace, layout: layout, index: index});
+    }
+    if (queue.size === 1 && !had) { requestAnimationFrame(drain); }
+  }
+
+  function drain() {
+    var first = queue.keys().next();
+    if (first.done) { state.settled = performance.now(); return; }
+    var gd = first.value, job = queue.get(gd);
+    queue.delete(gd);
+    if (metaOf(gd) === job.meta) {
+      Plotly.update(gd, job.trace, job.layout, [job.index]).then(function () { requestAnimationFrame(drain); });
+    } else {
+      requestAnimationFrame(drain);
+    }
   }
 
   function applyAll() {
-    var start = performance.now(), pending = [], count = 0, waiting = 0;
+    var start = performance.now(), count = 0, waiting = 0;
+    state.settled = null;
     graphs().forEach(function (gd) {
-      var p = apply(gd);
-      if (p) { pending.push(p); count++; } else if (metaOf(gd) || !gd._fullLayout) { waiting++; }
+      if (apply(gd)) { count++; } else if (metaOf(gd) || !gd._fullLayout) { waiting++; }
     });
-    Promise.all(pending).then(function () {
-      requestAnimationFrame(function () {
-        state.last = {start: start, end: performance.now(), figures: count, waiting: waiting};
+    var sync = performance.now() - start;
+    if (!queue.size) { state.settled = performance.now(); }
+    return new Promise(function (resolve) {
+      requestAnimationFrame(function () {   // the next frame shows what was set
+        state.last = {start: start, sync: sync, end: performance.now(), figures: count, waiting: waiting};
+        resolve(state.last);
       });
     });
-    return waiting;
+  }
+
+  /* While the browser is idle, colour every figure's map with every colormap (and signed, when it
+   * can be), so a later change of colormap or of the Signed switch only swaps pictures. */
+  function warm() {
+    if (state.warming || !state.display) { return; }
+    var jobs = [];
+    graphs().forEach(function (gd) {
+      var meta = metaOf(gd);
+      if (!meta) { return; }
+      var p = plan(meta, state.display);
+      if (grays.has(meta.gray) && !p.drawSigned) {
+        Object.keys(state.luts).forEach(function (c) { if (c !== 'rdbu') { jobs.push([meta.gray, p.mode, c, p.factor]); } });
+      }
+      if (meta.gray_signed && grays.has(meta.gray_signed)) {
+        var signed = plan(meta, Object.assign({}, state.display, {signed: true}));
+        jobs.push([meta.gray_signed, signed.mode, 'rdbu', signed.factor]);
+      }
+    });
+    if (!jobs.length || !window.requestIdleCallback) { return; }
+    state.warming = true;
+    requestIdleCallback(function step(deadline) {
+      while (jobs.length && deadline.timeRemaining() > 10) {
+        var j = jobs.shift();
+        colour(j[0], j[1], j[2], j[3]);
+      }
+      if (jobs.length) { requestIdleCallback(step); } else { state.warming = false; }
+    });
   }
 
   /* Figures arrive (or finish decoding) after the callback that announced them: look again for a
@@ -179,6 +300,7 @@
         return !gd._fullLayout || (meta && !(gd._camlens && gd._camlens.meta === meta));
       });
       stale.forEach(apply);
+      if (stale.length) { setTimeout(warm, 200); }
       if (performance.now() < state.pollUntil) { setTimeout(step, 60); } else { state.polling = false; }
     })();
   }
@@ -268,6 +390,7 @@
     });
   }
 
+  state.apply = applyAll;
   window.camlensDisplay = state;
   window.dash_clientside = Object.assign({}, window.dash_clientside);
   window.dash_clientside.camlens = Object.assign({}, window.dash_clientside.camlens, {
@@ -277,7 +400,7 @@
                        view: view || 'overlay', scale: scale || 'map', signed: !!signed};
       state.linked = linked !== false;
       if (!state.linked) { hideCrosses(); }
-      applyAll();
+      state.done = applyAll().then(function (last) { setTimeout(warm, 100); return last; });
       poll();
       return window.dash_clientside.no_update;
     },

@@ -136,10 +136,13 @@ def when(entry: dict) -> str:
 def subtitle(entry: dict, label: str | None, contrast: str | None = None, signed: bool = False,
              cmap: str = "jet", score: str = "logit", counterfactual: bool = False) -> str:
     """What the map shows, in plain words (explain.captions), wrapped for a figure's width."""
+    # Wrapped as if the colour were the longest colour word, then that word replaced: every
+    # colormap's caption has the same lines, so the browser swaps them without a redraw.
+    longest = max(COLORMAPS, key=lambda c: len(captions.hot(c)))
     text = captions.describe(METHODS[entry["method"]], label, mode=entry.get("mode", "relu"), contrast=contrast,
                              counterfactual=counterfactual, probability=score == "probability",
-                             signed=signed, colormap=cmap)
-    return wrap(text, 62)
+                             signed=signed, colormap=longest)
+    return wrap(text, 62).replace(captions.hot(longest), captions.hot(cmap), 1) if not signed else wrap(text, 62)
 
 
 #: Bytes of grey PNG per map we accept before falling back to a grey JPEG (noisy pixel maps).
@@ -195,6 +198,8 @@ def panel(stored: StoredImage, entry: dict, display: dict, labels: list[str], fa
         "legend": {"off": list(captions.legend(False)), "on": list(captions.legend(True))},
     }
     shown_factor = factor if display.get("scale") == "shared" else 1.0
+    meta["drawn"] = {"signed": signed, "factor": round(float(shown_factor), 6),
+                     "cmap": SIGNED_COLORMAP if signed else display["cmap"]}
     hover = np.clip((signed_values if signed else unsigned_values), -1, 1)
     hover = np.clip(coarse(hover) * shown_factor, -1 if signed else 0, 1)
     shown_warnings = list(warnings)
@@ -266,7 +271,8 @@ def activation_panel(entry: dict, display: dict, name: str, revision: str, note:
     subtitle_ = f"{k} strongest channels · {entry['layer']}"
     meta = {"kind": "mosaic", "gray": gray_uri_, "gray_signed": None, "factor": {"off": 1.0, "on": 1.0},
             "group": None, "captions": {c: subtitle_ for c in COLORMAPS}, "warnings": [wrap(w_) for w_ in entry.get("warnings", [])],
-            "hover": None, "hover_signed": None, "legend": {"off": ["low", "high"], "on": ["low", "high"]}}
+            "hover": None, "hover_signed": None, "legend": {"off": ["low", "high"], "on": ["low", "high"]},
+            "drawn": {"signed": False, "factor": 1.0, "cmap": display["cmap"]}}
     return Panel(method=entry["method"], title=name, subtitle=subtitle_, note=note,
                  image_uri="", width=width, height=height, shown_width=width,
                  shown_height=height, hover=hover, hover_text=text, hover_label="activation",

@@ -87,7 +87,7 @@ def image_figure(panel: Panel) -> go.Figure:
         # scale it up to input pixels: hover and zoom then speak the input's coordinates.
         dx, dy = w / panel.shown_width, h / panel.shown_height
         figure.add_trace(go.Image(source=panel.image_uri, hoverinfo="skip", name="photo", dx=dx, dy=dy,
-                                  x0=dx / 2, y0=dy / 2, visible=panel.view != "heatmap"))
+                                  x0=dx / 2, y0=dy / 2))
     if panel.hover is not None:
         rows, cols = panel.hover.shape
         dx, dy = w / cols, h / rows
