@@ -175,7 +175,8 @@
     hook(gd);
     var prev = gd._camlens && gd._camlens.meta === meta ? gd._camlens : {meta: meta};
     var p = plan(meta, d);
-    if (!grays.has(p.src)) { load(p.src).then(poll); return null; }
+    if (!grays.has(p.src)) { load(p.src).then(function () { apply(gd); }); return null; }
+    if (meta.gray_signed && !loading.has(meta.gray_signed)) { load(meta.gray_signed).then(warm); }   // ready for Signed
     var layer = {}, trace = {}, layout = {}, now = {meta: meta};
     now.image = colour(p.src, p.mode, p.cmap, p.factor);
     if (now.image !== prev.image) { layer.source = now.image; }
@@ -238,7 +239,13 @@
     var gd = first.value, job = queue.get(gd);
     queue.delete(gd);
     if (metaOf(gd) === job.meta) {
-      Plotly.update(gd, job.trace, job.layout, [job.index]).then(function () { requestAnimationFrame(drain); });
+      var next = function () { requestAnimationFrame(drain); };
+      try {
+        Plotly.update(gd, job.trace, job.layout, [job.index]).then(next, function (error) { state.error = String(error); next(); });
+      } catch (error) {
+        state.error = String(error);
+        next();
+      }
     } else {
       requestAnimationFrame(drain);
     }
@@ -264,6 +271,11 @@
    * can be), so a later change of colormap or of the Signed switch only swaps pictures. */
   function warm() {
     if (state.warming || !state.display) { return; }
+    state.warming = true;   // one round at a time; the jobs are gathered when it starts
+    setTimeout(function () { state.warming = false; warmRound(); }, 50);
+  }
+
+  function warmRound() {
     var jobs = [];
     graphs().forEach(function (gd) {
       var meta = metaOf(gd);
@@ -279,6 +291,7 @@
     });
     if (!jobs.length || !window.requestIdleCallback) { return; }
     state.warming = true;
+    jobs = jobs.filter(function (j) { return !coloured.has(j[1] + '|' + j[2] + '|' + j[3] + '|' + j[0]); });
     requestIdleCallback(function step(deadline) {
       while (jobs.length && deadline.timeRemaining() > 10) {
         var j = jobs.shift();
@@ -340,13 +353,16 @@
     return el;
   }
 
+  /* The value drawn at (x, y): the figure's coarse hover values with the current display's
+   * factor (what its own hover label says, once Plotly has caught up). */
   function valueAt(gd, x, y) {
-    var meta = metaOf(gd), trace = gd.data[1];
-    if (!trace || !trace.z || !trace.z.length) { return null; }
-    var rows = trace.z.length, cols = trace.z[0].length;
+    var meta = metaOf(gd), p = plan(meta, state.display);
+    var z = p.drawSigned ? meta.hover_signed : meta.hover;
+    if (!z || !z.length) { return null; }
+    var rows = z.length, cols = z[0].length;
     var r = Math.floor(y / (meta.height / rows)), c = Math.floor(x / (meta.width / cols));
-    if (r < 0 || c < 0 || r >= rows || c >= cols) { return null; }
-    return trace.z[r][c];
+    if (r < 0 || c < 0 || r >= rows || c >= cols || z[r][c] === null) { return null; }
+    return Math.max(p.drawSigned ? -1 : 0, Math.min(1, z[r][c] * p.factor));
   }
 
   function showCross(gd, x, y, source) {

@@ -43,7 +43,10 @@ def drawn(page) -> list[dict]:
           return {method: m && m.method, kind: m && m.kind, source: im.source || '', opacity: im.opacity,
                   photo: gd.data[0] && gd.data[0].visible, applied: !!(gd._camlens && gd._camlens.meta === m),
                   x: gd._fullLayout.xaxis.range.slice(), y: gd._fullLayout.yaxis.range.slice(),
-                  subtitle: gd.layout.title.subtitle.text, colorscale: JSON.stringify(gd.data[m && m.kind === 'mosaic' ? 0 : 1].colorscale)};
+                  subtitle: gd.layout.title.subtitle.text,
+                  shownSubtitle: (gd.querySelector('.gtitle-subtitle') || {}).textContent,
+                  barStop: (gd.querySelector('.colorbar linearGradient stop, linearGradient stop') || {getAttribute: () => ''}).getAttribute('stop-color'),
+                  colorscale: JSON.stringify(gd.data[m && m.kind === 'mosaic' ? 0 : 1].colorscale)};
         });""")
 
 
@@ -102,6 +105,12 @@ def test_opacity_and_colormap_change_every_figure_in_the_browser(camlens, images
                              for a, b in zip(drawn(page), before)))
     colormap_ms = _elapsed(driver, "__changeAt")
     time.sleep(0.3)
+    now = drawn(page)
+    # The caption names the colour viridis shows, on the page (not only in the figure's data),
+    # and the colour bar's gradient is recoloured.
+    overlay = [(a, b) for a, b in zip(now, before) if a["kind"] == "overlay"]
+    assert all("yellow:" in a["shownSubtitle"] and "red:" in b["shownSubtitle"] for a, b in overlay), now
+    assert all(a["barStop"] != b["barStop"] for a, b in overlay)
     assert np.abs(pixels(page) - after).mean() > 2
     # Heatmap only: the photo is hidden, the map opaque.
     page.click("#view input[value=heatmap]")
@@ -129,3 +138,106 @@ def _elapsed(driver, events: str) -> float:
     print(driver.execute_script(f"return [window.camlensDisplay.last, window.{events}]"))
     return driver.execute_script(
         f"const s = window.camlensDisplay.last; return s.end - window.{events}[0];")
+
+
+def test_panels_are_linked_zoom_and_hover_and_can_be_unlinked(camlens, images, requests_seen):
+    page = camlens.open("?model=tiny-gap.keras&methods=gradcam,gradients,layercam,hirescam")
+    page.upload(images["scene"])
+    ready(page, 4)
+    driver = page.duo.driver
+    requests_seen.clear()
+    # Zoom the first panel (as a drag would: Plotly.relayout on it); every other panel follows.
+    driver.execute_script("Plotly.relayout(document.querySelector('#results-grid .js-plotly-plot'),"
+                          " {'xaxis.range': [200, 500], 'yaxis.range': [450, 150]});")
+    assert _wait(lambda: all(f["x"] == pytest.approx([200, 500]) and f["y"] == pytest.approx([450, 150])
+                             for f in drawn(page))), drawn(page)
+    # A real drag-pan on the second panel moves the first.
+    second = page.duo.find_elements("#results-grid .result-graph")[1]
+    drag = second.find_element("css selector", ".nsewdrag")
+    driver.execute_script("Plotly.relayout(arguments[0], {dragmode: 'pan'})",
+                          driver.find_elements("css selector", "#results-grid .js-plotly-plot")[1])
+    ActionChains(driver).move_to_element(drag).click_and_hold().move_by_offset(40, 0).release().perform()
+    assert _wait(lambda: drawn(page)[0]["x"] != pytest.approx([200, 500]))
+    ranges = drawn(page)
+    assert all(f["x"] == pytest.approx(ranges[1]["x"]) and f["y"] == pytest.approx(ranges[1]["y"]) for f in ranges)
+
+    # Hover over one panel: a crosshair and that panel's value at the pixel in every other panel.
+    first = page.duo.find_elements("#results-grid .result-graph")[0].find_element("css selector", ".nsewdrag")
+    ActionChains(driver).move_to_element_with_offset(first, 5, 5).perform()
+    ActionChains(driver).move_to_element(first).perform()
+    assert _wait(lambda: len(crosses(page)) == 4)
+    shown = crosses(page)
+    values = [c["value"] for c in shown[1:]]
+    assert all(v != "" and 0 <= float(v) <= 1 for v in values), shown
+    expected = driver.execute_script("""
+        const gds = [...document.querySelectorAll('#results-grid .js-plotly-plot')];
+        const c = gds[1].querySelector('.camlens-cross-x'), fl = gds[1]._fullLayout;
+        const x = fl.xaxis.p2l(parseFloat(c.style.left) - fl.xaxis._offset);
+        const r = gds[1].querySelector('.camlens-cross-y'), y = fl.yaxis.p2l(parseFloat(r.style.top) - fl.yaxis._offset);
+        const m = gds[1].layout.meta.camlens, z = m.hover;   // the default display: per map, unsigned
+        return z[Math.floor(y / (m.height / z.length))][Math.floor(x / (m.width / z[0].length))].toFixed(2);""")
+    assert values[0] == expected
+    assert len({(c["left"], c["top"]) for c in shown}) == 1   # the same pixel in every panel
+
+    # Unlinked: a zoom stays in its panel, no crosshair.
+    page.click("#link-panels")
+    driver.execute_script("Plotly.relayout(document.querySelector('#results-grid .js-plotly-plot'),"
+                          " {'xaxis.range': [10, 110], 'yaxis.range': [110, 10]});")
+    time.sleep(1)
+    after = drawn(page)
+    assert after[0]["x"] == pytest.approx([10, 110]) and all(f["x"] != pytest.approx([10, 110]) for f in after[1:])
+    assert crosses(page) == []
+    assert figure_requests(requests_seen) == [], figure_requests(requests_seen)
+    assert page.duo.get_logs() == []
+
+
+def crosses(page) -> list[dict]:
+    """The crosshairs shown: per panel its position and the value label."""
+    return page.duo.driver.execute_script("""
+        return [...document.querySelectorAll('#results-grid .js-plotly-plot')].map(gd => {
+          const c = gd.querySelector('.camlens-cross');
+          if (!c || c.style.display !== 'block') return null;
+          return {left: c.children[0].style.left, top: c.children[1].style.top, value: c.children[2].textContent};
+        }).filter(c => c);""")
+
+
+def test_signed_and_shared_scale_redraw_in_the_browser(camlens, images, requests_seen):
+    """Signed: a signed map turns blue-white-red and its caption says what red and blue mean;
+    Shared: a map's picture and hover values take its shared-scale factor."""
+    page = camlens.open("?model=tiny-gap.keras&methods=gradcam,gradients,gradient-x-input")
+    page.upload(images["scene"])
+    before = ready(page, 3)
+    requests_seen.clear()
+    page.click("#signed")
+    assert _wait(lambda: "blue:" in drawn(page)[2]["shownSubtitle"]), (drawn(page)[2]["shownSubtitle"], page.duo.driver.execute_script("return [window.camlensDisplay.error, window.camlensDisplay.settled, document.querySelector('#signed').checked, document.querySelector('#signed').outerHTML]"), page.duo.get_logs())
+    now = drawn(page)
+    assert now[2]["source"] != before[2]["source"] and now[2]["source"].startswith("data:image/png")
+    assert now[0]["source"] == before[0]["source"]   # Grad-CAM has no sign: drawn as before
+    assert _wait(lambda: '"rgb(5,48,97)"' in drawn(page)[2]["colorscale"])   # the diverging bar (rdbu)
+    page.click("#scale input[value=shared]")
+    factors = page.duo.driver.execute_script(
+        "return [...document.querySelectorAll('#results-grid .js-plotly-plot')].map(gd => gd.layout.meta.camlens.factor.on)")
+    assert max(factors[1:]) == pytest.approx(1.0)
+    assert _wait(lambda: drawn(page)[1 if factors[1] < 1 else 2]["source"] != now[1 if factors[1] < 1 else 2]["source"])
+    assert figure_requests(requests_seen) == []
+
+
+def test_the_camera_png_is_full_size_with_title_caption_and_colour_bar(camlens, images):
+    page = camlens.open("?model=tiny-gap.keras&methods=gradcam")
+    page.upload(images["scene"])   # 1024x768
+    ready(page, 1)
+    driver = page.duo.driver
+    driver.set_script_timeout(30)
+    uri = driver.execute_async_script("""
+        const done = arguments[0], gd = document.querySelector('#results-grid .js-plotly-plot');
+        const o = gd._context.toImageButtonOptions;
+        Plotly.toImage(gd, {format: 'png', width: o.width, height: o.height, scale: o.scale}).then(done);""")
+    picture = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert picture.width >= 1024 and picture.height >= 768, picture.size
+    pixels_ = np.asarray(picture.convert("RGB"), np.int16)
+    top = pixels_[: picture.height // 12]
+    assert (top.max(axis=2) < 100).any(), "no dark title text at the top"
+    # The map layer (coloured) is in the export, not only the photo: jet's reds and blues are there.
+    assert ((pixels_[..., 0] - pixels_[..., 2]) > 80).any() or ((pixels_[..., 2] - pixels_[..., 0]) > 80).any()
+    svg = driver.execute_script("return document.querySelector('#results-grid .js-plotly-plot .main-svg').outerHTML")
+    assert "Tiny GAP" in svg and "bus" in svg or "car" in svg or "truck" in svg
