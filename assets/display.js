@@ -137,7 +137,10 @@
     var el = gd.querySelector('.gtitle-subtitle');
     var lines = text.split('<br>'), spans = el ? el.querySelectorAll('tspan.line') : [];
     if (!el || (spans.length ? spans.length !== lines.length : lines.length !== 1)) { return false; }
-    if (spans.length) { spans.forEach(function (span, i) { span.textContent = lines[i]; }); } else { el.textContent = text; }
+    var was = (gd.layout.title.subtitle.text || '').split('<br>');
+    if (spans.length) {   // lines that differ only (the small print's styled line stays)
+      spans.forEach(function (span, i) { if (lines[i] !== was[i]) { span.textContent = lines[i]; } });
+    } else { el.textContent = text; }
     gd.layout.title.subtitle.text = text;
     if (gd._fullLayout.title && gd._fullLayout.title.subtitle) { gd._fullLayout.title.subtitle.text = text; }
     return true;

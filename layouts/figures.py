@@ -73,7 +73,13 @@ def coarse(values: np.ndarray, cells: int = HOVER_CELLS) -> np.ndarray:
 
 
 def title_height(panel: Panel) -> int:
-    return TITLE_LINE * (1 + panel.caption_lines) + 10
+    return TITLE_LINE * (1 + panel.caption_lines + bool(panel.note)) + 10
+
+
+def _subtitle(note: str, caption: str) -> str:
+    """The small print (model, time) as the first line, then the caption: the caption's last
+    words end the title block, and the small print never runs under the mode bar."""
+    return (f"<span style='font-size:9px'>{note}</span><br>" if note else "") + caption
 
 
 def image_figure(panel: Panel) -> go.Figure:
@@ -117,11 +123,13 @@ def image_figure(panel: Panel) -> go.Figure:
                             "xanchor": "left", "yanchor": "bottom", "showarrow": False, "align": "left",
                             "font": {"size": 10, "color": "#664d03"}, "bgcolor": "rgba(255,243,205,0.92)",
                             "bordercolor": "#ffda6a", "borderpad": 3})
-    note = f" <span style='font-size:10px;color:#6c757d'>{panel.note}</span>" if panel.note else ""
+    meta = {**panel.meta, "method": panel.method, "width": w, "height": h}
+    if meta.get("captions"):
+        meta["captions"] = {k: _subtitle(panel.note, v) for k, v in meta["captions"].items()}
     figure.update_layout(
-        title={"text": f"<b>{panel.title}</b>{note}", "font": {"size": 13}, "x": 0.01, "xanchor": "left",
+        title={"text": f"<b>{panel.title}</b>", "font": {"size": 13}, "x": 0.01, "xanchor": "left",
                "y": 1, "yanchor": "top", "yref": "container", "pad": {"t": 6},
-               "subtitle": {"text": panel.subtitle, "font": {"size": 11, "color": "#6c757d"}}},
+               "subtitle": {"text": _subtitle(panel.note, panel.subtitle), "font": {"size": 11, "color": "#6c757d"}}},
         margin={"l": 0, "r": 0, "t": title_height(panel), "b": 0},
         xaxis={"visible": False, "range": [0, w], "constrain": "domain"},
         yaxis={"visible": False, "range": [h, 0], "scaleanchor": "x", "constrain": "domain"},
@@ -131,7 +139,7 @@ def image_figure(panel: Panel) -> go.Figure:
                  "opacity": 1 if panel.view == "heatmap" else panel.opacity, "name": "map"}],
         shapes=[{"type": "path", "path": o["path"], "line": {"color": o["color"], "width": 2},
                  "layer": "above"} for o in panel.outlines],
-        meta={"camlens": {**panel.meta, "method": panel.method, "width": w, "height": h}},
+        meta={"camlens": meta},
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
         dragmode="zoom", hovermode="closest", uirevision=panel.revision or panel.method,
         autosize=True,

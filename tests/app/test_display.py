@@ -20,7 +20,7 @@ TWELVE = ("gradcam,gradcam++,xgradcam,layercam,hirescam,gradcam-guided,eigengrad
 
 @pytest.fixture
 def requests_seen(camlens):
-    """Every request the server gets from now on: (path, the callback's outputs for Dash's
+    """Every request the page makes from now on: (path, the callback's outputs for Dash's
     callback endpoint). Appended to Flask's before-request hooks directly (the server is running)."""
     import flask
 
@@ -28,6 +28,8 @@ def requests_seen(camlens):
 
     def note():
         body = flask.request.get_json(silent=True) if flask.request.method == "POST" else None
+        if flask.request.headers.get("Sec-Fetch-Mode") == "navigate":
+            return   # a page load (tests running beside these ones share the port range), not a fetch of the page
         seen.append((flask.request.path, (body or {}).get("output", "") if isinstance(body, dict) else ""))
 
     camlens.dash.server.before_request_funcs.setdefault(None, []).insert(0, note)
@@ -123,6 +125,22 @@ def test_opacity_and_colormap_change_every_figure_in_the_browser(camlens, images
 
     assert figure_requests(requests_seen) == [], figure_requests(requests_seen)
     assert len(page.duo.find_elements("#results-grid .result-graph")) == 12
+
+    # The ZIP and the report draw what is shown: their links carry the display (set in the browser).
+    import urllib.request
+    import zipfile
+
+    href = page.duo.find_element("#download-zip").get_attribute("href")
+    assert "cmap=viridis" in href and "opacity=0.85" in href and "view=heatmap" in href, href
+    with urllib.request.urlopen(href, timeout=60) as answer:
+        record = json.loads(zipfile.ZipFile(io.BytesIO(answer.read())).read("record.json"))
+    assert record["display"] == {"cmap": "viridis", "opacity": 0.85, "view": "heatmap", "scale": "map", "signed": False}
+    report = page.duo.find_element("#download-report").get_attribute("href")
+    assert report.split("?")[1] == href.split("?")[1] and "/report/" in report
+    forged = href.replace("cmap=viridis", "cmap=rainbow")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(forged, timeout=30)
+    assert refused.value.code == 400
     print("\n12 figures, ms from the input event: opacity (5 changes)", timings, "colormap", colormap)
     # The median opacity change has every figure set within 100 ms of the key (Dash's own event
     # handling included; display.js's part is a few ms: the figures are set in place, no Plotly
