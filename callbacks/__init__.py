@@ -111,7 +111,9 @@ def catalog(deps: Deps):
         luts=luts_hex(),
         scale_groups=[{"group": g, "why": SCALE_WHY.get(g, "the same units"),
                        "methods": [m.name for m in METHODS.values() if m.scale_group == g]}
-                      for g in dict.fromkeys(m.scale_group for m in METHODS.values() if m.scale_group)],
+                      for g in dict.fromkeys(m.scale_group for m in METHODS.values() if m.scale_group)]
+        + [{"group": None, "why": "no unit in common with the others",
+            "methods": [m.name for m in METHODS.values() if not m.scale_group]}],
     )
 
 

@@ -151,10 +151,12 @@ def methods_section(catalog: Catalog):
 
 def scale_help(catalog: Catalog) -> str:
     """The "Shared" scale's tooltip: which maps share a scale and why (from the declarations)."""
-    groups = "; ".join(f"{', '.join(g['methods'])} ({g['why']})" for g in catalog.scale_groups)
+    groups = "; ".join(f"{', '.join(g['methods'])} ({g['why']})" for g in catalog.scale_groups if g["group"])
+    alone = [g for g in catalog.scale_groups if not g["group"] and g["methods"]]
     return ("Shared: maps whose values are in the same units keep one colour scale, so a map that "
             "is near zero looks near zero beside its family. " + (f"Shared within: {groups}. " if groups else "")
-            + "Any other map keeps its own scale (its values have no unit in common with the others).")
+            + (f"Always on their own scale: {', '.join(alone[0]['methods'])} ({alone[0]['why']})." if alone
+               else "Any other map keeps its own scale."))
 
 
 def display_section(catalog: Catalog):

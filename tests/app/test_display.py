@@ -28,8 +28,8 @@ def requests_seen(camlens):
 
     def note():
         body = flask.request.get_json(silent=True) if flask.request.method == "POST" else None
-        if flask.request.headers.get("Sec-Fetch-Mode") == "navigate":
-            return   # a page load (tests running beside these ones share the port range), not a fetch of the page
+        if flask.request.headers.get("Sec-Fetch-Mode") == "navigate" or not flask.request.headers.get("Referer"):
+            return   # not a fetch by the page: a page load or a probe (test runs beside this one share ports)
         seen.append((flask.request.path, (body or {}).get("output", "") if isinstance(body, dict) else ""))
 
     camlens.dash.server.before_request_funcs.setdefault(None, []).insert(0, note)
@@ -269,3 +269,26 @@ def test_the_camera_png_is_full_size_with_title_caption_and_colour_bar(camlens, 
     assert ((pixels_[..., 0] - pixels_[..., 2]) > 80).any() or ((pixels_[..., 2] - pixels_[..., 0]) > 80).any()
     svg = driver.execute_script("return document.querySelector('#results-grid .js-plotly-plot .main-svg').outerHTML")
     assert "Tiny GAP" in svg and "bus" in svg or "car" in svg or "truck" in svg
+
+
+def test_the_shared_scale_tooltip_says_which_maps_share_a_scale_and_why(dash_app):
+    """From the declarations (Method.scale_group): each group's methods and their common unit;
+    the maps that never share (Eigen-CAM among them) are named too."""
+    from explain import METHODS
+
+    def find(node, ident):
+        if getattr(node, "id", None) == ident:
+            return node
+        children = getattr(node, "children", None)
+        for child in children if isinstance(children, (list, tuple)) else [children]:
+            if child is not None and not isinstance(child, (str, int, float)):
+                found = find(child, ident)
+                if found is not None:
+                    return found
+        return None
+
+    scale = find(dash_app.layout(), "scale")
+    tip = scale.options[1]["label"].title
+    cams = [m.name for m in METHODS.values() if m.scale_group == "cam"]
+    assert ", ".join(cams) in tip and "activations by the score's gradients" in tip
+    assert "Always on their own scale:" in tip and METHODS["eigencam"].name in tip.split("Always on their own scale:")[1]
