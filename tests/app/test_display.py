@@ -247,6 +247,15 @@ def test_signed_and_shared_scale_redraw_in_the_browser(camlens, images, requests
         "return [...document.querySelectorAll('#results-grid .js-plotly-plot')].map(gd => gd.layout.meta.camlens.factor.on)")
     assert max(factors[1:]) == pytest.approx(1.0)
     assert _wait(lambda: drawn(page)[1 if factors[1] < 1 else 2]["source"] != now[1 if factors[1] < 1 else 2]["source"])
+    # A later Plotly redraw (a zoom) keeps what display.js set in place: picture and colour bar.
+    shown = drawn(page)
+    page.duo.driver.execute_script("Plotly.relayout(document.querySelector('#results-grid .js-plotly-plot'),"
+                                   " {'xaxis.range': [100, 400], 'yaxis.range': [400, 100]});")
+    assert _wait(lambda: drawn(page)[2]["x"] == pytest.approx([100, 400]))
+    time.sleep(0.5)
+    dom = page.duo.driver.execute_script(
+        "return [...document.querySelectorAll('#results-grid .layer-above .imagelayer image')].map(e => e.getAttribute('href'))")
+    assert dom == [f["source"] for f in shown] and [f["barStop"] for f in drawn(page)] == [f["barStop"] for f in shown]
     assert figure_requests(requests_seen) == []
 
 
@@ -267,8 +276,15 @@ def test_the_camera_png_is_full_size_with_title_caption_and_colour_bar(camlens, 
     assert (top.max(axis=2) < 100).any(), "no dark title text at the top"
     # The map layer (coloured) is in the export, not only the photo: jet's reds and blues are there.
     assert ((pixels_[..., 0] - pixels_[..., 2]) > 80).any() or ((pixels_[..., 2] - pixels_[..., 0]) > 80).any()
-    svg = driver.execute_script("return document.querySelector('#results-grid .js-plotly-plot .main-svg').outerHTML")
-    assert "Tiny GAP" in svg and "bus" in svg or "car" in svg or "truck" in svg
+    # The same export as SVG says what the PNG holds: title, model, caption, colour bar, the map.
+    svg = driver.execute_async_script("""
+        const done = arguments[0], gd = document.querySelector('#results-grid .js-plotly-plot');
+        Plotly.toImage(gd, {format: 'svg'}).then(done);""")
+    from urllib.parse import unquote
+
+    svg = unquote(svg.split(",", 1)[1])
+    assert "Grad-CAM" in svg and "cbfill" in svg and svg.count("<image") >= 2, ("Grad-CAM" in svg, "cbfill" in svg, svg.count("<image"))
+    assert "Tiny GAP" in svg and any(f"score for {c}" in svg for c in ("car", "bus", "truck")), svg[:400]
 
 
 def test_the_shared_scale_tooltip_says_which_maps_share_a_scale_and_why(dash_app):
