@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import re
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field, fields

@@ -87,7 +87,8 @@ def photo_model(registry) -> str | None:
 def catalog(deps: Deps):
     from explain import METHODS, OPTIONS
     from explain.methods import DEFAULT_METHODS
-    from explain.render import COLORMAPS
+    from explain.captions import SCALE_WHY
+    from explain.render import COLORMAPS, luts_hex
     from layouts.page import Catalog
 
     models = [{"name": m.name, "label": m.display_name, "available": m.available, "reason": m.reason,
@@ -107,6 +108,12 @@ def catalog(deps: Deps):
         default_model=default,
         max_upload_mb=deps.config.max_upload_mb,
         max_megapixels=deps.config.max_pixels / 1e6,
+        luts=luts_hex(),
+        scale_groups=[{"group": g, "why": SCALE_WHY.get(g, "the same units"),
+                       "methods": [m.name for m in METHODS.values() if m.scale_group == g]}
+                      for g in dict.fromkeys(m.scale_group for m in METHODS.values() if m.scale_group)]
+        + [{"group": None, "why": "no unit in common with the others",
+            "methods": [m.name for m in METHODS.values() if not m.scale_group]}],
     )
 
 

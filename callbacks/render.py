@@ -14,11 +14,11 @@ import numpy as np
 
 from callbacks.store import StoredImage
 from callbacks.outlines import outlines
-from explain import METHODS
+from explain import METHODS, captions
 from explain.errors import ExplainError
-from explain.render import colorize, colorize_signed, encode_image, overlay, overlay_signed
+from explain.render import COLORMAPS, colorize, colorize_signed, encode_image, overlay, overlay_signed
 from explain.result import signed_map
-from layouts.figures import Panel, coarse
+from layouts.figures import Panel, coarse, wrap
 
 #: Bytes of JPEG per figure we aim under (base64 adds a third): keeps each figure's JSON < 200 KB.
 JPEG_BUDGET = 120_000
@@ -92,8 +92,6 @@ def display_signed(entry: dict, size: tuple[int, int], factor: float = 1.0) -> n
 def clean_display(cmap, opacity, view, scale, signed=False) -> dict:
     """The display options as sent by the browser, checked: a value the page cannot send (a forged
     request) raises ExplainError with a plain reason instead of failing deeper down."""
-    from explain.render import COLORMAPS
-
     cmap = cmap or "jet"
     if cmap not in COLORMAPS:
         raise ExplainError(f"Unknown colormap {cmap!r}: choose one of {', '.join(COLORMAPS)}.")
@@ -125,43 +123,110 @@ def shown(base: np.ndarray, entry: dict, display: dict, factor: float) -> tuple[
     return picture(base, values, display["cmap"], display["opacity"], display["view"], signed), values, signed
 
 
-def subtitle(entry: dict, label: str | None, contrast: str | None = None, signed: bool = False) -> str:
-    """How long it took, and for which class (class-agnostic maps have none): "A rather than B"
-    with a contrast; for a signed map what red and blue mean."""
+def when(entry: dict) -> str:
+    """How long the map took (and the fused layers): the figure's small print, not its caption."""
     seconds = entry.get("seconds", 0.0)
-    when = "< 1 ms (shared pass)" if seconds < 5e-4 else f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+    text = "< 1 ms (shared pass)" if seconds < 5e-4 else f"{seconds * 1000:.0f} ms" if seconds < 1 \
+        else f"{seconds:.1f} s"
     if entry.get("extra", {}).get("layers"):   # a map fused over several layers: name them
-        when += " · " + " + ".join(entry["extra"]["layers"])
-    if not (label and METHODS[entry["method"]].needs_target):
-        return when
-    if signed:
-        if contrast:
-            return f"{when} · red: for {label}, blue: for {contrast}"
-        return f"{when} · red: raised the score for {label}, blue: lowered it"
-    return f"{when} · {label}" + (f" rather than {contrast}" if contrast else "")
+        text += " · " + " + ".join(entry["extra"]["layers"])
+    return text
+
+
+def subtitle(entry: dict, label: str | None, contrast: str | None = None, signed: bool = False,
+             cmap: str = "jet", score: str = "logit", counterfactual: bool = False) -> str:
+    """What the map shows, in plain words (explain.captions), wrapped for a figure's width."""
+    # Wrapped as if the colour were the longest colour word, then that word replaced: every
+    # colormap's caption has the same lines, so the browser swaps them without a redraw.
+    longest = max(COLORMAPS, key=lambda c: len(captions.hot(c)))
+    text = captions.describe(METHODS[entry["method"]], label, mode=entry.get("mode", "relu"), contrast=contrast,
+                             counterfactual=counterfactual, probability=score == "probability",
+                             signed=signed, colormap=longest)
+    return wrap(text, 62).replace(captions.hot(longest), captions.hot(cmap), 1) if not signed else wrap(text, 62)
+
+
+#: Bytes of grey PNG per map we accept before falling back to a grey JPEG (noisy pixel maps).
+GRAY_BUDGET = 60_000
+
+
+def gray_uri(values: np.ndarray, signed: bool = False) -> str:
+    """A map as an 8-bit grey picture for the browser to colour (assets/display.js): [0, 1] -> 0..255,
+    or a signed map's -1..1 -> 0..255 (128: zero). PNG, or JPEG when the PNG is over GRAY_BUDGET."""
+    v = np.nan_to_num(np.asarray(values, np.float32))
+    u8 = np.round((np.clip(v, -1, 1) + 1) * 127.5 if signed else np.clip(v, 0, 1) * 255).astype(np.uint8)
+    data = encode_image(u8, "png")
+    if len(data) <= GRAY_BUDGET:
+        return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(encode_image(u8, "jpeg", quality=90)).decode("ascii")
 
 
 def panel(stored: StoredImage, entry: dict, display: dict, labels: list[str], factor: float,
-          revision: str) -> Panel:
+          revision: str, factors: dict | None = None, model: str = "", score: str = "logit",
+          counterfactual: bool = False) -> Panel:
+    """One figure: the photo, and the map as grey pixels the browser colours with the display
+    options (assets/display.js), with every fact it needs in the figure's meta: the shared-scale
+    factors with the Signed switch off and on (`factors`; `factor` is the one for `display`), the
+    captions for each colormap and for the signed drawing, the hover values. The server draws no
+    colours: a display change costs no request."""
     method = entry["method"]
     name = METHODS[method].name
     label = labels[entry["target"]] if 0 <= entry.get("target", -1) < len(labels) else None
     contrast = entry.get("contrast")
     contrast = (labels[contrast] if 0 <= contrast < len(labels) else str(contrast)) if contrast is not None else None
+    note = " · ".join(t for t in (model, when(entry)) if t)
     if entry.get("extra", {}).get("maps") is not None:   # a grid of channel maps (activations)
-        return activation_panel(entry, display, name, revision)
+        return activation_panel(entry, display, name, revision, note)
     base = stored.display
     h, w = base.shape[:2]
-    image, heatmap, signed = shown(base, entry, display, factor)
     width, height = stored.image.shape[1], stored.image.shape[0]
+    factors = factors or {"off": factor, "on": factor}
+    signable = bool(entry.get("signed"))
+    signed = drawn_signed(entry, display)
+    unsigned_values = display_heatmap(entry, (w, h))
+    signed_values = display_signed(entry, (w, h)) if signable else None
+    captions_ = {c: subtitle(entry, label, contrast, False, c, score, counterfactual) for c in COLORMAPS}
+    if signable:
+        captions_["signed"] = subtitle(entry, label, contrast, True, SIGNED_COLORMAP, score, counterfactual)
     warnings = list(entry.get("warnings", []))
-    if factor < 0.25:  # on the shared scale, say why the map looks faint
-        warnings.insert(0, f"shared scale: this map's peak is {factor:.0%} of the largest in its family")
-    return Panel(method=method, title=name, subtitle=subtitle(entry, label, contrast, signed),
-                 image_uri=jpeg_uri(image), width=width, height=height, shown_width=w, shown_height=h,
-                 hover=coarse(heatmap), colormap=SIGNED_COLORMAP if signed else display["cmap"],
-                 signed=signed, warnings=warnings, filename=f"camlens-{method}", revision=revision,
-                 outlines=outlines(entry.get("extra", {}), (width, height)))
+    meta = {
+        "kind": "overlay", "gray": gray_uri(unsigned_values),
+        "gray_signed": gray_uri(signed_values, signed=True) if signable else None,
+        "factor": {"off": round(float(factors["off"]), 6), "on": round(float(factors["on"]), 6)},
+        "group": METHODS[method].scale_group, "captions": captions_, "warnings": [wrap(w_) for w_ in warnings],
+        "hover": _rounded(coarse(unsigned_values)),
+        "hover_signed": _rounded(coarse(signed_values)) if signable else None,
+        "legend": {"off": list(captions.legend(False)), "on": list(captions.legend(True))},
+    }
+    shown_factor = factor if display.get("scale") == "shared" else 1.0
+    meta["drawn"] = {"signed": signed, "factor": round(float(shown_factor), 6),
+                     "cmap": SIGNED_COLORMAP if signed else display["cmap"]}
+    hover = np.clip((signed_values if signed else unsigned_values), -1, 1)
+    hover = np.clip(coarse(hover) * shown_factor, -1 if signed else 0, 1)
+    shown_warnings = list(warnings)
+    if display.get("scale") == "shared" and factor < 0.25:   # on the shared scale, say why the map looks faint
+        shown_warnings.insert(0, shared_note(factor))
+    return Panel(method=method, title=name, note=note,
+                 subtitle=captions_["signed"] if signed else captions_[display.get("cmap", "jet")],
+                 caption_lines=max(c.count("<br>") + 1 for c in captions_.values()),
+                 image_uri=jpeg_uri(base, PHOTO_BUDGET), width=width, height=height, shown_width=w, shown_height=h,
+                 hover=hover, colormap=SIGNED_COLORMAP if signed else display["cmap"],
+                 signed=signed, warnings=shown_warnings, filename=f"camlens-{method}", revision=revision,
+                 outlines=outlines(entry.get("extra", {}), (width, height)), meta=meta,
+                 opacity=display.get("opacity", 0.5), view=display.get("view", "overlay"),
+                 legend=captions.legend(signed))
+
+
+#: JPEG bytes for the photo under each figure: with the grey map it keeps a figure under 200 KB.
+PHOTO_BUDGET = 110_000
+
+
+def shared_note(factor: float) -> str:
+    return f"shared scale: this map's peak is {factor:.0%} of the largest in its family"
+
+
+def _rounded(values: np.ndarray) -> list:
+    """Coarse hover values as JSON (3 decimals; NaN -> None)."""
+    return [[None if not np.isfinite(v) else round(float(v), 3) for v in row] for row in values]
 
 
 def mosaic(maps: np.ndarray, tile: int, gap: int = 2) -> tuple[np.ndarray, int, int]:
@@ -179,17 +244,19 @@ def mosaic(maps: np.ndarray, tile: int, gap: int = 2) -> tuple[np.ndarray, int, 
     return out, rows, cols
 
 
-def activation_panel(entry: dict, display: dict, name: str, revision: str) -> Panel:
-    """The strongest feature maps of the layer as a grid; hover names the channel."""
+def activation_panel(entry: dict, display: dict, name: str, revision: str, note: str = "") -> Panel:
+    """The strongest feature maps of the layer as a grid; hover names the channel. The grid goes as
+    grey + alpha (gaps transparent, drawn white) for the browser to colour like the other maps."""
     maps = np.asarray(entry["extra"]["maps"], np.float32)
     channels = entry["extra"].get("channels", list(range(len(maps))))
     k = len(maps)
     cols = math.ceil(math.sqrt(k))
     tile = max(16, min(160, (640 // cols) - 2))
     grid, rows, cols = mosaic(maps, tile)
-    picture_ = colorize(np.nan_to_num(grid, nan=0.0), display["cmap"])
-    picture_[np.isnan(grid)] = 255
     height, width = grid.shape
+    gray = np.round(np.nan_to_num(grid, nan=0.0) * 255).astype(np.uint8)
+    alpha = np.where(np.isnan(grid), 0, 255).astype(np.uint8)
+    gray_uri_ = "data:image/png;base64," + base64.b64encode(encode_image(np.dstack([gray, alpha]), "png")).decode()
     # Hover: a few cells per tile, each naming its channel.
     per = 4
     hover = np.full((rows * per, cols * per), np.nan)
@@ -201,11 +268,17 @@ def activation_panel(entry: dict, display: dict, name: str, revision: str) -> Pa
         for y in range(r * per, (r + 1) * per):
             for x in range(c * per, (c + 1) * per):
                 text[y][x] = f"channel {channels[i]}"
-    return Panel(method=entry["method"], title=name, subtitle=f"{k} strongest channels · {entry['layer']}",
-                 image_uri=jpeg_uri(picture_), width=width, height=height, shown_width=width,
+    subtitle_ = f"{k} strongest channels · {entry['layer']}"
+    meta = {"kind": "mosaic", "gray": gray_uri_, "gray_signed": None, "factor": {"off": 1.0, "on": 1.0},
+            "group": None, "captions": {c: subtitle_ for c in COLORMAPS}, "warnings": [wrap(w_) for w_ in entry.get("warnings", [])],
+            "hover": None, "hover_signed": None, "legend": {"off": ["low", "high"], "on": ["low", "high"]},
+            "drawn": {"signed": False, "factor": 1.0, "cmap": display["cmap"]}}
+    return Panel(method=entry["method"], title=name, subtitle=subtitle_, note=note,
+                 image_uri="", width=width, height=height, shown_width=width,
                  shown_height=height, hover=hover, hover_text=text, hover_label="activation",
                  colormap=display["cmap"], warnings=list(entry.get("warnings", [])),
-                 filename=f"camlens-{entry['method']}", revision=revision)
+                 filename=f"camlens-{entry['method']}", revision=revision, meta=meta, view="heatmap",
+                 legend=("low", "high"))
 
 
 def full_picture(stored: StoredImage, entry: dict, display: dict, factor: float = 1.0) -> np.ndarray:

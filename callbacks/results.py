@@ -4,15 +4,15 @@ Three steps, so each change costs only what it must:
 - `run_fast` (a normal callback, in the server process where the model is loaded and warm):
   computes the fast methods that are not cached yet and estimates the slow ones' cost;
 - `run_slow` (a Dash background callback with progress and cancel): the slow methods;
-- `render`: figures from the cache. Colormap, opacity, view and scale are inputs of `render`
-  only, so changing them never runs a model.
+- `show`: figures from the cache, when results change; colormap, opacity, view, scale and the
+  Signed switch are drawn in the browser (assets/display.js), so changing them sends no request.
 """
 from __future__ import annotations
 
 import logging
 import time
 
-from dash import ALL, Input, Output, State, ctx, no_update, set_props
+from dash import ALL, ClientsideFunction, Input, Output, State, ctx, no_update, set_props
 from dash.exceptions import PreventUpdate
 
 from callbacks import render as draw
@@ -186,26 +186,27 @@ def register(deps) -> None:
 
     @app.callback(
         Output("results-grid", "children"),
-        Output("download-zip", "href"),
-        Output("download-zip", "className"),
+        Output("results-link", "data"),
         Output("alerts", "children", allow_duplicate=True),
         Input("fast-done", "data"),
         Input("slow-done", "data"),
-        Input("colormap", "value"),
-        Input("opacity", "value"),
-        Input("view", "value"),
-        Input("scale", "value"),
-        Input("signed", "value"),
+        State("colormap", "value"),
+        State("opacity", "value"),
+        State("view", "value"),
+        State("scale", "value"),
+        State("signed", "value"),
         *CONTEXT,
         prevent_initial_call=True,
     )
     def show(_fast, slow_done, cmap, opacity, view, scale, signed, image, model, layer, target, score, cf,
              methods, ids, values, contrast):
+        """The figures, when results change. The display options are States: the browser draws
+        every change of them (assets/display.js) from the grey maps and facts each figure carries."""
         alerts = no_update
         if ctx.triggered_id == "slow-done" and slow_done and slow_done.get("error"):
             alerts = alert(slow_done["error"])
         if not image or not model:
-            return empty_state(), "", "btn btn-sm btn-outline-secondary d-none", alerts
+            return empty_state(), None, alerts
         try:
             display = draw.clean_display(cmap, opacity, view, scale, signed)
             context = make_context(store, registry, image, model, layer, target, score, cf, ids, values, contrast)
@@ -213,15 +214,17 @@ def register(deps) -> None:
             if stored is None:
                 raise ExplainError("The image is no longer on the server: upload it again.")
             labels = registry.explainer(model).labels
+            model_name = registry.info(model).display_name
         except Exception as error:  # noqa: BLE001
             if str(error) == SAME_CLASS:   # run_fast already put it in the alerts: say it in the grid
-                return [message_card("contrast", "Nothing to explain", SAME_CLASS)], "", \
-                    "btn btn-sm btn-outline-secondary d-none", alerts
-            return empty_state(), "", "btn btn-sm btn-outline-secondary d-none", problem(error)
+                return [message_card("contrast", "Nothing to explain", SAME_CLASS)], None, alerts
+            return empty_state(), None, problem(error)
         chosen = ordered(methods)
         entries = work.cached(store, context, chosen)
         good = {m: e for m, e in entries.items() if "error" not in e}
-        factors = draw.shared_factors(good, display) if display["scale"] == "shared" else {}
+        # Both sets of shared-scale factors (Signed off / on): the browser picks with the switches.
+        factors = {"off": draw.shared_factors(good, {"signed": False}), "on": draw.shared_factors(good, {"signed": True})}
+        now = "on" if display["signed"] else "off"
         revision = context.key(DEFAULT_METHODS[0])   # any key of this context: new context, new revision
         cards = []
         for m in chosen:
@@ -234,19 +237,40 @@ def register(deps) -> None:
             elif "error" in entry:
                 cards.append(message_card(m, info.name, entry["error"]))
             else:
-                panel = draw.panel(stored, entry, display, labels, factors.get(m, 1.0), revision)
-                cards.append(result_card(panel, f"{info.plain} ({info.paper})"))
+                panel = draw.panel(stored, entry, display, labels, factors[now].get(m, 1.0), revision,
+                                   factors={k: f.get(m, 1.0) for k, f in factors.items()}, model=model_name,
+                                   score=context.score, counterfactual=context.counterfactual)
+                cards.append(result_card(panel, f"{info.plain} (paper: {info.paper})"))
         if not cards:
             cards = [message_card("none", "No method chosen", "Tick one or more methods in the controls.",
                                   color="light", icon="info-circle")]
+        if not good:
+            return cards, None, alerts
         token = store.put_record({"image": context.image, "name": image.get("name"), "model": model,
                                   "layer": context.layer and list(context.layer),
                                   "target": context.target, "score": context.score,
                                   "counterfactual": context.counterfactual, "options": context.options,
                                   "contrast": context.contrast,
                                   "methods": [m for m in chosen if m in good], "display": display})
-        zip_class = "btn btn-sm btn-outline-secondary" + ("" if good else " d-none")
-        return cards, f"/download/{token}.zip", zip_class, alerts
+        # The browser adds the display to the link (assets/display.js): the ZIP and report draw
+        # what is shown, with no request when the display changes.
+        return cards, {"href": f"/download/{token}.zip"}, alerts
+
+    # Display options -> every figure, in the browser; the ZIP and report links carry them.
+    app.clientside_callback(
+        ClientsideFunction("camlens", "display"),
+        Output("display-applied", "data"),
+        Input("colormap", "value"), Input("opacity", "value"), Input("view", "value"), Input("scale", "value"),
+        Input("signed", "value"), Input("link-panels", "value"), Input("results-grid", "children"),
+        State("display-luts", "data"),
+    )
+    app.clientside_callback(
+        ClientsideFunction("camlens", "links"),
+        Output("download-zip", "href"), Output("download-zip", "className"),
+        Input("results-link", "data"),
+        Input("colormap", "value"), Input("opacity", "value"), Input("view", "value"), Input("scale", "value"),
+        Input("signed", "value"),
+    )
 
     # A slow method's result is in while the job goes on: draw it now. Not an Input of `show`:
     # Dash holds back a callback while any of its inputs is an output of a running callback
@@ -254,8 +278,7 @@ def register(deps) -> None:
     # function with the display values read as States, is not held back.
     app.callback(
         Output("results-grid", "children", allow_duplicate=True),
-        Output("download-zip", "href", allow_duplicate=True),
-        Output("download-zip", "className", allow_duplicate=True),
+        Output("results-link", "data", allow_duplicate=True),
         Output("alerts", "children", allow_duplicate=True),
         Input("slow-partial", "data"),
         *(State(name, "value") for name in ("colormap", "opacity", "view", "scale", "signed")),

@@ -25,6 +25,7 @@ import numpy as np
 from callbacks import render as draw
 from callbacks import work
 from explain import METHODS, OPTIONS, export, report
+from explain.errors import ExplainError
 from explain.render import encode_image
 
 
@@ -115,7 +116,7 @@ def results_report(deps, record: dict) -> str:
         method, signed = METHODS[m], bool(display.get("signed") and entry.get("signed"))
         panels.append(report.Panel(
             name=method.name, picture=draw.full_picture(stored, entry, display, factors.get(m, 1.0)),
-            caption=_caption(record, entry, labels, signed),
+            caption=_caption(record, entry, labels, signed, display.get("cmap", "jet")),
             plain=method.plain, paper=method.paper, seconds=entry["seconds"], warnings=entry["warnings"]))
     explained = f"{label(target)}" + (f" rather than {label(contrast)}" if contrast is not None else "")
     title = f"Why {info.display_name if info else record['model']} says “{label(target)}”"
@@ -137,14 +138,13 @@ def _label(labels: list[str], i) -> str:
     return labels[i] if i is not None and 0 <= i < len(labels) else f"class {i}"
 
 
-def _caption(record: dict, entry: dict, labels: list[str], signed: bool) -> str:
+def _caption(record: dict, entry: dict, labels: list[str], signed: bool, colormap: str = "jet") -> str:
     """What one map's colours mean, in plain words (HTML: names in italics); report and PNGs alike."""
     method, contrast = METHODS[entry["method"]], record.get("contrast")
-    return report.caption(_label(labels, entry["target"]),
-                          counterfactual=record["counterfactual"] and method.counterfactual,
-                          contrast=_label(labels, contrast) if contrast is not None and method.needs_target else None,
-                          probability=record["score"] == "probability", signed=signed,
-                          class_agnostic=not method.needs_target)
+    return report.caption(method, _label(labels, entry["target"]), mode=entry.get("mode", "relu"),
+                          counterfactual=record["counterfactual"],
+                          contrast=_label(labels, contrast) if contrast is not None else None,
+                          probability=record["score"] == "probability", signed=signed, colormap=colormap)
 
 
 def _explained(record: dict, entry: dict, labels: list[str]) -> str:
@@ -164,11 +164,24 @@ def _labelled(stored, entry: dict, display: dict, factor: float, record: dict, l
               model: str):
     """One result's full-size picture with its title, class, caption, model and colour bar."""
     signed = draw.drawn_signed(entry, display)
-    caption = html.unescape(re.sub(r"<[^>]+>", "", _caption(record, entry, labels, signed)))
+    caption = html.unescape(re.sub(r"<[^>]+>", "", _caption(record, entry, labels, signed, display.get("cmap", "jet"))))
     return export.labelled(draw.full_picture(stored, entry, display, factor), title=METHODS[entry["method"]].name,
                            explained=_explained(record, entry, labels), caption=caption, model=model,
                            colormap=draw.SIGNED_COLORMAP if signed else display.get("cmap", "jet"),
                            signed=signed)
+
+
+def shown_display(record: dict, args) -> dict:
+    """The record with the display the link carries (the page adds what is shown to the link in the
+    browser, assets/display.js); a link without one keeps the display the results were drawn with."""
+    if "cmap" not in args:
+        return record
+    try:
+        display = draw.clean_display(args.get("cmap"), args.get("opacity"), args.get("view"), args.get("scale"),
+                                     args.get("signed") == "1")
+    except ExplainError as error:
+        flask.abort(400, str(error))
+    return {**record, "display": display}
 
 
 def _command(record: dict, methods: list[str]) -> str:
@@ -211,7 +224,7 @@ def register(deps) -> None:
     # The report link follows the ZIP link in the browser (same token): no server trip.
     deps.app.clientside_callback(
         """function (href, cls) {
-            return [href ? href.replace('/download/', '/report/').replace(/\.zip$/, '.html') : '',
+            return [href ? href.replace('/download/', '/report/').replace(/\.zip(\?|$)/, '.html$1') : '',
                     (cls || '') + ' ms-2'];
         }""",
         Output("download-report", "href"), Output("download-report", "className"),
@@ -222,6 +235,7 @@ def register(deps) -> None:
         record = deps.store.record(token)
         if record is None:
             flask.abort(404, "This download link has expired: show the results again.")
+        record = shown_display(record, flask.request.args)
         data = results_zip(deps, record)
         return flask.send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                                download_name=f"camlens-{record['model']}-{token[:8]}.zip")
@@ -231,6 +245,7 @@ def register(deps) -> None:
         record = deps.store.record(token)
         if record is None:
             flask.abort(404, "This report link has expired: show the results again.")
+        record = shown_display(record, flask.request.args)
         return flask.Response(results_report(deps, record), mimetype="text/html",
                               headers={"Content-Disposition":
                                        f'attachment; filename="camlens-report-{token[:8]}.html"'})

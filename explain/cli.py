@@ -163,9 +163,9 @@ def _report(args, ex, image, results, summary) -> str:
     target, contrast = summary["target"], args.contrast
     panels = [report.Panel(
         name=METHODS[m].name, picture=render.overlay(image, r.heatmap, args.colormap, args.opacity),
-        caption=report.caption(labels[r.target], counterfactual=args.counterfactual and METHODS[m].counterfactual,
-                               contrast=labels[contrast] if contrast is not None and METHODS[m].needs_target else None,
-                               probability=args.score == "probability", class_agnostic=not METHODS[m].needs_target),
+        caption=report.caption(METHODS[m], labels[r.target], mode=r.mode, counterfactual=args.counterfactual,
+                               contrast=labels[contrast] if contrast is not None else None,
+                               probability=args.score == "probability", colormap=args.colormap),
         plain=METHODS[m].plain, paper=METHODS[m].paper, seconds=r.seconds, warnings=r.warnings)
         for m, r in results.items()]
     explained = labels[target] + (f" rather than {labels[contrast]}" if contrast is not None else "")

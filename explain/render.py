@@ -42,6 +42,22 @@ def _lut(anchors: list[str]) -> np.ndarray:
 _LUTS = {name: _lut(anchors) for name, anchors in DIVERGING.items()}
 
 
+def lut(colormap: str) -> np.ndarray:
+    """(256, 3) uint8 RGB: the colour of each 8-bit level in `colormap` (COLORMAPS or DIVERGING),
+    the table `colorize` / `colorize_signed` apply, for a browser to apply the same."""
+    if colormap in _LUTS:
+        return _LUTS[colormap]
+    if colormap not in COLORMAPS:
+        raise ExplainError(f"unknown colormap {colormap!r}; choose from: {', '.join([*COLORMAPS, *_LUTS])}")
+    return colorize(np.linspace(0, 1, 256, dtype=np.float32)[None], colormap)[0]
+
+
+def luts_hex() -> dict[str, str]:
+    """Every colormap's table as one hex string (6 digits a level): what the page sends the
+    browser once (assets/display.js colours the maps with it)."""
+    return {name: lut(name).tobytes().hex() for name in [*COLORMAPS, *_LUTS]}
+
+
 def colorize_signed(values: np.ndarray, colormap: str = "rdbu") -> np.ndarray:
     """float map in [-1, 1] (H, W) -> uint8 RGB (H, W, 3) with a diverging map (0: near-white)."""
     if colormap not in _LUTS:

@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from explain.captions import describe, legend
 from explain.render import colorize, colorize_signed, encode_image
+from explain.spec import Method
 
 #: Long side of the pictures embedded in the report (enough for print, small enough to mail).
 SIDE = 900
@@ -54,24 +56,15 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def caption(label: str, *, counterfactual: bool = False, contrast: str | None = None,
-            probability: bool = False, signed: bool = False, class_agnostic: bool = False) -> str:
-    """What a map shows, in plain words ("red: the parts of the photo that raised the model's score
-    for sports car"), so that a screenshot of it cannot be read as evidence it is not."""
-    if class_agnostic:
-        return "Where the chosen layer responds most strongly, whatever the class: not an explanation of one answer."
-    score = "probability" if probability else "score"
-    if contrast:
-        what = f"<i>{_e(label)}</i> rather than <i>{_e(contrast)}</i>"
-        if signed:
-            return f"Red: the parts of the photo that favour {what}; blue: the parts that favour <i>{_e(contrast)}</i>."
-        return f"Red: the parts of the photo that made the model prefer {what}."
-    if counterfactual:
-        return f"Red: the parts of the photo that count <b>against</b> <i>{_e(label)}</i> (they lowered its {score})."
-    if signed:
-        return (f"Red: the parts of the photo that raised the model's {score} for <i>{_e(label)}</i>; "
-                "blue: the parts that lowered it.")
-    return f"Red: the parts of the photo that raised the model's {score} for <i>{_e(label)}</i>; blue: little or none."
+def caption(method: Method, label: str | None, **how) -> str:
+    """The plain-words caption of `method`'s map (explain.captions.describe, same keywords), as
+    HTML: first letter capitalised, the class names in italics."""
+    text = describe(method, label, **how)
+    text = html.escape(text[:1].upper() + text[1:], quote=False) + "."
+    for name in sorted({n for n in (label, how.get("contrast")) if n}, key=len, reverse=True):
+        text = text.replace(f" {html.escape(name, quote=False)}", f" <i>{html.escape(name, quote=False)}</i>")
+    return text.replace(" against ", " <b>against</b> ", 1) if how.get("counterfactual") and method.counterfactual \
+        else text
 
 
 def to_html(report: Report) -> str:
@@ -98,8 +91,8 @@ def to_html(report: Report) -> str:
   <p class="small">{_e(report.model_summary)}</p></div>
 </section>
 <section><h2>Why: where the model looked</h2>
-<div class="legend"><span>{'against' if report.signed else 'low'}</span>
-<img alt="colour scale" src="{_legend(report.colormap, report.signed)}"><span>{'for' if report.signed else 'high'}</span></div>
+<div class="legend"><span>{legend(report.signed)[0]}</span>
+<img alt="colour scale" src="{_legend(report.colormap, report.signed)}"><span>{legend(report.signed)[1]}</span></div>
 <div class="grid">{panels}</div></section>
 {compare}
 <section class="small"><h2>How to make these again</h2>
@@ -112,7 +105,7 @@ def _panel(p: Panel) -> str:
     when = "" if p.seconds is None else f" · {p.seconds * 1000:.0f} ms" if p.seconds < 1 else f" · {p.seconds:.1f} s"
     warn = "".join(f"<li>{_e(w)}</li>" for w in p.warnings)
     return (f"<figure class='panel'><img alt='{_e(p.name)}' src='{_uri(p.picture)}'>"
-            f"<figcaption><b>{_e(p.name)}</b>{when}<br>{p.caption}"
+            f"<figcaption><b>{_e(p.name)}</b><span class=small>{when}</span><br>{p.caption}"
             f"{f'<br><span class=small>{_e(p.plain)}</span>' if p.plain else ''}"
             f"{f'<br><span class=paper>{_e(p.paper)}</span>' if p.paper else ''}"
             f"{f'<ul class=warn>{warn}</ul>' if warn else ''}</figcaption></figure>")

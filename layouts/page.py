@@ -44,6 +44,8 @@ class Catalog:
     default_model: str | None = None
     max_upload_mb: float = 15
     max_megapixels: float = 40
+    luts: dict = field(default_factory=dict)            # colormap -> 256 RGB levels as hex (display.js)
+    scale_groups: list[dict] = field(default_factory=list)   # group, why (unit), methods (names)
 
 
 def navbar():
@@ -132,11 +134,12 @@ def model_section(catalog: Catalog):
 
 
 def method_label(m: dict):
+    """The method's name and its plain line; the paper in the tooltip."""
     badges = [dbc.Badge("slow", color="warning", text_color="dark", className="ms-1")] if m["slow"] else []
     return html.Span([
         html.Span(m["name"], className="fw-medium"), *badges,
         html.Small(m["description"], className="d-block text-body-secondary method-description"),
-    ])
+    ], title=f"Paper: {m['paper']}" if m.get("paper") else None)
 
 
 def methods_section(catalog: Catalog):
@@ -151,30 +154,55 @@ def methods_section(catalog: Catalog):
                    help="Pick any number; slow ones run in the background with a progress bar.")
 
 
+def scale_help(catalog: Catalog) -> str:
+    """The "Shared" scale's tooltip: which maps share a scale and why (from the declarations)."""
+    groups = "; ".join(f"{', '.join(g['methods'])} ({g['why']})" for g in catalog.scale_groups if g["group"])
+    alone = [g for g in catalog.scale_groups if not g["group"] and g["methods"]]
+    return ("Shared: maps whose values are in the same units keep one colour scale, so a map that "
+            "is near zero looks near zero beside its family. " + (f"Shared within: {groups}. " if groups else "")
+            + (f"Always on their own scale: {', '.join(alone[0]['methods'])} ({alone[0]['why']})." if alone
+               else "Any other map keeps its own scale."))
+
+
 def display_section(catalog: Catalog):
-    return section(
-        "Display", "palette",
-        dbc.Row([
-            dbc.Col(dbc.Select(id="colormap", options=[{"label": c, "value": c} for c in catalog.colormaps],
-                               value=DEFAULTS["cmap"], size="sm"), width=5),
-            dbc.Col(dbc.RadioItems(id="view", options=VIEWS, value=DEFAULTS["view"], inline=True,
-                                   class_name="small"), width=7),
-        ], className="g-2 align-items-center"),
-        html.Label("Opacity", htmlFor="opacity", className="form-label small mt-2 mb-0"),
-        dcc.Slider(id="opacity", min=0, max=1, step=0.05, value=DEFAULTS["opacity"],
-                   marks={0: "0", 0.5: "0.5", 1: "1"}, allow_direct_input=False, updatemode="mouseup"),
+    """The display controls as a compact toolbar that stays in view above the figures (sticky);
+    every change is drawn in the browser (assets/display.js), with no request to the server."""
+    scales = [{"label": "Per map", "value": "map"},
+              {"label": html.Span("Shared", title=scale_help(catalog)), "value": "shared"}]
+    return html.Div([
+        dcc.Store(id="display-luts", data=catalog.luts),
+        dcc.Store(id="display-applied"),
+        dcc.Store(id="results-link"),     # {"href": the ZIP of the shown results}; display.js adds the display
         html.Div([
-            html.Span("Colour scale", className="small me-2"),
-            dbc.RadioItems(id="scale", options=SCALES, value=DEFAULTS["scale"], inline=True, class_name="small d-inline"),
-        ], title="Per map stretches every map to its own maximum; shared keeps one scale per method "
-                  "family, so a map that is near zero looks near zero."),
+            html.I(className="bi bi-palette me-1", title="Colour map"),
+            dbc.Select(id="colormap", options=[{"label": c, "value": c} for c in catalog.colormaps],
+                       value=DEFAULTS["cmap"], size="sm", className="toolbar-colormap"),
+        ], className="toolbar-item"),
+        dbc.RadioItems(id="view", options=VIEWS, value=DEFAULTS["view"], inline=True,
+                       class_name="small toolbar-item"),
+        html.Div([
+            html.Label("Opacity", htmlFor="opacity", className="small mb-0 me-1"),
+            html.Div(dcc.Slider(id="opacity", min=0, max=1, step=0.05, value=DEFAULTS["opacity"],
+                                marks=None, tooltip={"placement": "bottom"}, allow_direct_input=False,
+                                updatemode="drag"), className="toolbar-slider"),
+        ], className="toolbar-item"),
+        html.Div([
+            html.Span("Scale", className="small me-1"),
+            dbc.RadioItems(id="scale", options=scales, value=DEFAULTS["scale"], inline=True, class_name="small d-inline"),
+        ], className="toolbar-item", title="Per map stretches every map to its own maximum. " + scale_help(catalog)),
         html.Div(dbc.Switch(id="signed", label="Signed: red for, blue against", value=DEFAULTS["signed"],
-                            class_name="small mb-0 mt-1", label_class_name="small"),
+                            class_name="small mb-0", label_class_name="small"),
+                 className="toolbar-item",
                  title="Maps with a sign (integrated / expected gradients, gradients × input, LIME, "
                        "SHAP, and any map explained against a “rather than” class) drawn from -1 to 1 "
                        "on a diverging scale: red raised the score, blue lowered it. Other maps "
                        "are drawn as before."),
-    )
+        html.Div(dbc.Switch(id="link-panels", label="Link panels", value=True, class_name="small mb-0",
+                            label_class_name="small"),
+                 className="toolbar-item",
+                 title="Zoom or pan one figure and all follow; the pointer shows a crosshair and the value "
+                       "at the same pixel in every figure."),
+    ], id="display-toolbar", className="display-toolbar")
 
 
 def option_input(option: dict):
@@ -211,12 +239,12 @@ def control_panel(catalog: Catalog | None = None):
 
 
 def method_panel(catalog: Catalog | None = None):
-    """Methods, display and method options: under the controls (desktop) or the results (phones)."""
+    """Methods and method options: under the controls (desktop) or the results (phones)."""
     catalog = catalog or Catalog()
     return dbc.Card(
         [
-            dbc.CardHeader([html.I(className="bi bi-grid-3x3-gap me-2"), "Methods and display"]),
-            dbc.CardBody([methods_section(catalog), display_section(catalog), options_section(catalog)]),
+            dbc.CardHeader([html.I(className="bi bi-grid-3x3-gap me-2"), "Methods"]),
+            dbc.CardBody([methods_section(catalog), options_section(catalog)]),
         ],
         id="method-panel",
     )
@@ -280,10 +308,11 @@ def slow_panel():
     ]), id="slow-panel", className="mb-3 d-none")
 
 
-def results_area():
+def results_area(catalog: Catalog | None = None):
     return html.Div(
         id="results",
         children=[
+            display_section(catalog or Catalog()),
             html.Div(id="alerts", children=[]),
             input_card(),
             slow_panel(),
@@ -357,7 +386,7 @@ def page(config, catalog: Catalog | None = None):
                 html.Div(
                     [
                         html.Div(control_panel(catalog), className="area-controls"),
-                        html.Div(results_area(), className="area-results"),
+                        html.Div(results_area(catalog), className="area-results"),
                         html.Div(method_panel(catalog), className="area-methods"),
                     ],
                     className="camlens-grid",

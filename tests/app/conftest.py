@@ -142,7 +142,8 @@ def camlens(dash_duo, tmp_path, user_models):
             return dash_duo.driver.execute_script(
                 "return [...document.querySelectorAll('#results-grid .result-graph .gtitle')].map(e => {"
                 " const sub = e.parentNode.querySelector('.gtitle-subtitle');"
-                " return e.textContent + (sub ? ' · ' + sub.textContent : ''); });")
+                " const lines = sub ? [...sub.querySelectorAll('tspan.line')].map(t => t.textContent) : [];"
+                " return e.textContent + (sub ? ' · ' + (lines.length ? lines.join(' ') : sub.textContent) : ''); });")
 
         def progress(self) -> tuple[bool, float]:
             """(is the progress bar shown, its value)."""

@@ -51,15 +51,19 @@ def test_a_signed_panel_has_a_colour_bar_from_minus_one_to_one_and_says_what_the
     display = {"cmap": "viridis", "opacity": 0.5, "view": "overlay", "signed": True}
     panel = render.panel(stored, entry(raw), display, ["car", "bus", "truck"], 1.0, "r")
     assert panel.signed and panel.colormap == "rdbu"
-    assert panel.subtitle.endswith("red: raised the score for bus, blue: lowered it")
+    words = panel.subtitle.replace("<br>", " ")
+    assert words == "red: the parts of the photo that raised the model's score for bus; blue: the parts that lowered it"
     from layouts.figures import image_figure
     bar = image_figure(panel).data[1]
     assert bar.zmin == -1 and bar.zmax == 1 and bar.showscale
     contrasted = render.panel(stored, entry(raw, contrast=2), display, ["car", "bus", "truck"], 1.0, "r")
-    assert contrasted.subtitle.endswith("red: for bus, blue: for truck")
+    assert contrasted.subtitle.replace("<br>", " ").endswith("favour bus rather than truck; blue: the parts that favour truck")
     unsigned = render.panel(stored, entry(raw, contrast=2), {**display, "signed": False}, ["car", "bus", "truck"],
                             1.0, "r")
-    assert unsigned.subtitle.endswith("bus rather than truck") and not unsigned.signed
+    assert unsigned.subtitle.replace("<br>", " ").endswith("made the model prefer bus rather than truck") \
+        and not unsigned.signed
+    # The browser switches captions without the server: each variant is in the figure's meta.
+    assert panel.meta["captions"]["signed"] == panel.subtitle and "viridis" in panel.meta["captions"]
 
 
 def test_shared_scale_of_signed_maps_uses_their_largest_size():
