@@ -171,6 +171,10 @@ def retention(store) -> str:
             f"then the {cull} least recently viewed make room")
 
 
+#: URL keys of the display (drawn in the browser, assets/display.js): written to the URL there too.
+DISPLAY_KEYS = ("cmap", "opacity", "view", "scale", "signed")
+
+
 def register(deps) -> None:
     app, store = deps.app, deps.store
     keys = list(FIELDS)
@@ -216,10 +220,12 @@ def register(deps) -> None:
         note = f"A link to this view. Gallery samples always open; {retention(store)}."
         return (*out, link, option_values, *picture, new_target, message, note)
 
+    # The display keys are written in the browser (below): a display change sends no request.
+    # Here they are States, so a link written for another change carries the current display.
     @app.callback(
         Output("url-out", "search"),
         Input("layer", "value"),
-        *[Input(*FIELDS[k]) for k in keys],
+        *[(State if k in DISPLAY_KEYS else Input)(*FIELDS[k]) for k in keys],
         Input("image", "data"),
         Input("target", "value"),
         Input(option, "id"),
@@ -231,6 +237,27 @@ def register(deps) -> None:
         options = {i["name"]: v for i, v in zip(ids or [], option_values or [])}
         return build({"layer": layer, **dict(zip(keys, fields)), "image": image, "target": target,
                       "options": options})
+
+    app.clientside_callback(
+        """function(cmap, opacity, view, scale, signed, defaults) {
+            const query = new URLSearchParams(window.location.search);
+            const shown = {cmap: cmap, opacity: opacity, view: view, scale: scale, signed: signed ? 1 : 0};
+            for (const key in shown) {
+                const value = shown[key];
+                if (value === null || value === undefined || String(value) === String(defaults[key])) {
+                    query.delete(key);
+                } else {
+                    query.set(key, String(value));
+                }
+            }
+            const text = query.toString().replace(/%2C/g, ",").replace(/%2F/g, "/");
+            return text ? "?" + text : "";
+        }""",
+        Output("url-out", "search", allow_duplicate=True),
+        *[Input(*FIELDS[k]) for k in DISPLAY_KEYS],
+        State("display-defaults", "data"),
+        prevent_initial_call=True,
+    )
 
     # "Copy link": the browser's address (url-out keeps it current) to the clipboard, or into a
     # selectable field where the clipboard is not allowed (assets/links.js).

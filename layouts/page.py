@@ -369,6 +369,9 @@ def stores():
         dcc.Store(id="slow-done"),      # the same for background jobs
         dcc.Store(id="slow-partial"),   # one slow method's result is in, the job goes on
         dcc.Store(id="slow-stop"),      # {"at", "why"}: the setting changed, the slow run is cancelled
+        # The display's defaults, which a URL leaves out (callbacks.urlstate writes them in the browser).
+        dcc.Store(id="display-defaults", data={k: int(v) if isinstance(v, bool) else v for k, v in DEFAULTS.items()
+                                               if k in ("cmap", "opacity", "view", "scale", "signed")}),
     ]
 
 
