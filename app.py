@@ -187,6 +187,8 @@ def callback_body_problem(body, callback_map) -> str | None:
     callback = callback_map.get(output)
     if callback is None:
         return f"no callback has the output {output[:100]!r}"
+    if "callback" not in callback:   # a clientside callback: it runs in the browser, never here
+        return f"the output {output[:100]!r} is computed in the browser"
     if not isinstance(body.get("outputs", []), (dict, list)):
         return "'outputs' must be an object or a list"
     if "inputs" not in body:

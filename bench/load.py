@@ -398,6 +398,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     url = args.url.rstrip("/")
     deps = json.loads(urllib.request.urlopen(url + "/_dash-dependencies", timeout=args.timeout).read())
+    deps = [d for d in deps if not d.get("clientside_function")]   # those run in the browser
     fast, slow = method_lists(url, deps, args.timeout, [m for m in args.slow.split(",") if m])
     print(f"{url}: {len(deps)} callbacks; {args.sessions} sessions x {args.requests} requests; fast methods "
           f"{len(fast)}, slow {slow}; {len(SAMPLES)} samples")

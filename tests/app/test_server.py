@@ -333,3 +333,17 @@ def test_serve_settings_follow_the_environment():
         serve.settings(config, {"CAMLENS_THREADS": "many"})
     with pytest.raises(ValueError, match="at least 1"):
         serve.settings(config, {"CAMLENS_IDLE_TIMEOUT": "0"})
+
+
+def test_a_clientside_callbacks_output_gets_a_400(dash_app):
+    """A body naming a callback that runs in the browser (found in the map, no Python function)
+    is refused with a reason, not Dash's KeyError as a 500."""
+    client = dash_app.server.test_client()
+    output = next(k for k, v in dash_app.callback_map.items() if "callback" not in v)
+    body = {"output": output, "outputs": [], "inputs": [{"id": "model", "property": "value", "value": None}],
+            "state": [], "changedPropIds": []}
+    callback = dash_app.callback_map[output]
+    body["inputs"] = [{"id": i["id"], "property": i["property"], "value": None} for i in callback["inputs"]]
+    body["state"] = [{"id": i["id"], "property": i["property"], "value": None} for i in callback.get("state", [])]
+    response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 400 and "browser" in response.get_json()["error"]
