@@ -205,16 +205,29 @@ class Game:
         return self.duo.driver.execute_script(script, *args)
 
     def click(self, selector):
-        element = self.duo.find_element(selector)
-        self.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", element)
-        element.click()
+        self.click_element(self.duo.find_element(selector))
+
+    def click_element(self, element, timeout: float = 10):
+        """A real click after scrolling the element to the middle, retried while something moving
+        in (the alert of a short game, the photo loading) still covers it."""
+        from selenium.common.exceptions import ElementClickInterceptedException
+
+        deadline = time.time() + timeout
+        while True:
+            self.js("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});", element)
+            try:
+                return element.click()
+            except ElementClickInterceptedException:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.25)
 
     def start(self, rounds: int = 3, model_label: str | None = SCENE_MODEL_LABEL):
         if model_label:
             self.click("#challenge-model")
             self.duo.wait_for_element(".dash-dropdown-option", timeout=5)
             next(o for o in self.duo.find_elements(".dash-dropdown-option") if o.text.strip() == model_label).click()
-        next(l for l in self.duo.find_elements("#challenge-rounds label") if l.text.strip() == str(rounds)).click()
+        self.click_element(next(l for l in self.duo.find_elements("#challenge-rounds label") if l.text.strip() == str(rounds)))
         self.click("#challenge-start")
         self.duo.wait_for_element("#challenge-round .challenge-choice", timeout=30)
 
@@ -237,7 +250,7 @@ class Game:
         return [b.text.strip() for b in self.duo.find_elements("#challenge-round .challenge-choice")]
 
     def pick(self, position: int):
-        self.duo.find_elements("#challenge-round .challenge-choice")[position].click()
+        self.click_element(self.duo.find_elements("#challenge-round .challenge-choice")[position])
         self.duo.wait_for_element("#challenge-reveal img.challenge-map", timeout=30)
 
     def score(self) -> str:
