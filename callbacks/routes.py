@@ -171,6 +171,14 @@ def _labelled(stored, entry: dict, display: dict, factor: float, record: dict, l
                            signed=signed)
 
 
+def linked_record(deps, token: str, what: str) -> dict:
+    """The record a ZIP or report link names, with the display the link carries; 404 when gone."""
+    record = deps.store.record(token)
+    if record is None:
+        flask.abort(404, f"This {what} link has expired: show the results again.")
+    return shown_display(record, flask.request.args)
+
+
 def shown_display(record: dict, args) -> dict:
     """The record with the display the link carries (the page adds what is shown to the link in the
     browser, assets/display.js); a link without one keeps the display the results were drawn with."""
@@ -232,20 +240,14 @@ def register(deps) -> None:
 
     @server.route("/download/<token>.zip")
     def download_zip(token):
-        record = deps.store.record(token)
-        if record is None:
-            flask.abort(404, "This download link has expired: show the results again.")
-        record = shown_display(record, flask.request.args)
+        record = linked_record(deps, token, "download")
         data = results_zip(deps, record)
         return flask.send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                                download_name=f"camlens-{record['model']}-{token[:8]}.zip")
 
     @server.route("/report/<token>.html")
     def download_report(token):
-        record = deps.store.record(token)
-        if record is None:
-            flask.abort(404, "This report link has expired: show the results again.")
-        record = shown_display(record, flask.request.args)
+        record = linked_record(deps, token, "report")
         return flask.Response(results_report(deps, record), mimetype="text/html",
                               headers={"Content-Disposition":
                                        f'attachment; filename="camlens-report-{token[:8]}.html"'})
