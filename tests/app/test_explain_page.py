@@ -117,24 +117,26 @@ def set_option(page, name: str, value: str):
 def test_a_slow_method_runs_in_the_background_with_progress(camlens, images):
     # Occlusion with a fine stride: slow enough to watch, after the server has already run TF
     # (a forked DiskcacheManager job would hang here; ours run on the server's threads).
-    page = camlens.open("?model=tiny-gap.keras&methods=gradcam,occlusion")
+    # RISE with 20,000 masks after it keeps the job going for seconds on any machine.
+    page = camlens.open("?model=tiny-gap.keras&methods=gradcam,occlusion,rise")
     set_option(page, "occlusion_patch", "6")
     set_option(page, "occlusion_stride", "1")
+    set_option(page, "rise_masks", "20000")
     page.upload(images["small"])
-    page.figures(1)  # Grad-CAM at once; occlusion waits for the button
-    page.duo.wait_for_contains_text("#slow-estimate", "3482 model passes", timeout=15)
+    page.figures(1)  # Grad-CAM at once; occlusion and RISE wait for the button
+    page.duo.wait_for_contains_text("#slow-estimate", "23482 model passes", timeout=15)
     assert "Occlusion" in page.duo.find_element("#results-grid").text
 
     page.click("#run-slow")
     seen = []
-    deadline = time.time() + 60
-    while time.time() < deadline and len(page.titles()) < 2:
+    deadline = time.time() + 90
+    while time.time() < deadline and len(page.titles()) < 3:
         shown, value = page.progress()
         if shown:
             seen.append(value)
         time.sleep(0.1)
-    titles = page.figures(2)
-    assert titles[1].startswith("Occlusion")
+    titles = page.figures(3, timeout=60)
+    assert titles[1].startswith("Occlusion") and titles[2].startswith("RISE")
     assert any(0 < p < 100 for p in seen), seen  # the bar moved while the job ran
     assert page.progress()[0] is False
     assert page.duo.get_logs() == []
