@@ -260,13 +260,18 @@ class Registry:
 
     def _warm_passes(self, name: str, explainer, warming: Future) -> None:
         """Trace the WARM_METHODS passes of a published explainer (a failure is logged: the
-        request that needs the pass meets it again, as an explanation error)."""
+        request that needs the pass meets it again, as an explanation error). `warming` is
+        settled whatever happens, SystemExit included (a thread stopped from outside, as Dash's
+        test server does): warmed() waits on it, and a waiter left hanging keeps the process
+        from exiting."""
         start = time.perf_counter()
         try:
             explainer.warmup(methods=WARM_METHODS)
-        except Exception as error:  # noqa: BLE001 - the model still predicts
+        except BaseException as error:  # noqa: BLE001 - the model still predicts
             log.warning("warm-up of %s failed: %s", name, files.first_line(error))
             warming.set_result(error)
+            if not isinstance(error, Exception):
+                raise
             return
         log.info("warmed %s (%s) in %.1f s", name, ", ".join(WARM_METHODS), time.perf_counter() - start)
         warming.set_result(None)

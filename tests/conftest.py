@@ -1,5 +1,10 @@
-"""Shared test set-up: quiet TensorFlow, headless Chromium options, the optional ../shared data."""
+"""Shared test set-up: quiet TensorFlow, headless Chromium options, the optional ../shared data,
+and a guard that the test process ends once its tests have."""
+import faulthandler
 import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +34,30 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (test data beside the repo)")
     return SHARED
+
+
+EXIT_GRACE = 120  # seconds the process may take to exit after its last teardown
+_status = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _status["code"] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """Dash's test server stops the threads it started by raising SystemExit in them; a thread
+    stopped so while something waits on it can leave a non-daemon thread waiting forever, and
+    the process never exits although every test has reported (a CI run was lost so). If the
+    process is still here EXIT_GRACE seconds after the last teardown, print the threads holding
+    it, with their stacks, and exit with the tests' own status."""
+    def guard():
+        time.sleep(EXIT_GRACE)
+        held = [t.name for t in threading.enumerate()
+                if t.is_alive() and not t.daemon and t is not threading.main_thread()]
+        sys.__stderr__.write(f"\npytest: the process is still running {EXIT_GRACE} s after its "
+                             f"tests ended, held by the threads {held}. Their stacks:\n")
+        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        sys.__stderr__.flush()
+        os._exit(_status["code"])
+
+    threading.Thread(target=guard, name="pytest-exit-guard", daemon=True).start()

@@ -1,5 +1,6 @@
 """Warm-up off the user's path: the registry publishes a model once its forward pass is traced and
 traces the gradient passes in the background; the app warms its default model at start."""
+import ctypes
 import threading
 import time
 
@@ -53,6 +54,26 @@ def test_predictions_are_served_while_gradient_passes_trace(keras_home, slow_cam
     kinds = {k[0] for k in ex.passes.traced()}
     assert {"forward", "cam", "grad"} <= kinds
     assert reg.loads == 1
+
+
+def test_a_warm_up_stopped_from_outside_still_settles(keras_home, slow_cam):
+    """Dash's test server stops the threads it started by raising SystemExit in them
+    (PyThreadState_SetAsyncExc). A warm-up stopped so mid-trace must still settle: warmed() and
+    warm() wait on it, and a waiter left hanging in a non-daemon thread keeps the process from
+    ever exiting (a CI run once hung so after all its tests had passed)."""
+    started, release = slow_cam
+    reg = Registry(background_warmup=True)
+    reg.explainer("vehicles")
+    assert started.wait(60), "the background warm-up never started tracing the cam pass"
+    thread = next(t for t in threading.enumerate() if t.name == "camlens-warm-vehicles")
+    stopped = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                                         ctypes.py_object(SystemExit))
+    assert stopped == 1
+    release.set()                                       # the thread wakes into its SystemExit
+    thread.join(60)
+    assert not thread.is_alive()
+    assert reg.warmed("vehicles", timeout=5)            # settled, not waiting forever
+    assert reg.warm("vehicles").result(timeout=60) is not None
 
 
 def test_a_request_during_warm_up_waits_for_its_pass_only(keras_home, slow_cam):
