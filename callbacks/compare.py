@@ -283,7 +283,8 @@ def register(deps) -> None:
         State("compare-boxes", "data"),
         State("session", "data"),   # per page load: two people's identical jobs never share a key
         *CONTEXT,
-        **job_arguments(manager, run="compare-run", cancel="compare-cancel", progress="compare-progress"),
+        **job_arguments(manager, run="compare-run", cancel="compare-cancel", progress="compare-progress",
+                         text="compare-progress-text"),
         on_error=lambda error: {"error": job_error_message(error)},   # a dead job, or Redis down
         prevent_initial_call=True,
     )
@@ -297,13 +298,13 @@ def register(deps) -> None:
         try:
             context = make_context(store, registry, image, model, layer, target, score, cf, ids, values,
                                    contrast)
-            set_progress((0, "starting…"))
+            set_progress((0, "Comparing: starting…"))
             return comparison(
                 store, registry, context, chosen,
                 baseline=baseline or DEFAULT_BASELINE, sanity=bool(sanity_on),
                 mask=sample_mask(image["key"]), boxes=boxes or None, second_model=model2 or None,
                 cancel=cancelled,
-                progress=lambda f, label: set_progress((round(100 * f), f"{label} {f:.0%}")))
+                progress=lambda f, label: set_progress((round(100 * f), f"Comparing: {label}, {100 * f:.0f} % done")))
         except Cancelled:
             raise PreventUpdate from None
         except ExplainError as error:

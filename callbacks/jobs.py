@@ -433,27 +433,22 @@ def _queue_down(error: BaseException) -> bool:
     return False
 
 
-def job_arguments(manager, run: str, cancel: str, progress: str, text: str | None = None,
-                  stop: tuple = ()) -> dict:
+def job_arguments(manager, run: str, cancel: str, progress: str, text: str, stop: tuple = ()) -> dict:
     """Dash background-callback arguments for a job that button `run` starts, button `cancel`
-    stops and dbc.Progress `progress` shows (hidden while idle): the page's one job pattern.
-    `text`: an element beside the bar for the progress text (else the bar's own label, which is
-    unreadable on a short bar); `stop`: more Inputs that cancel the job when they change."""
-    margin = "mt-1" if text else "mt-2"
-    progress_outputs = [Output(progress, "value"), Output(text or progress, "children" if text else "label")]
-    running = [
-        (Output(run, "disabled"), True, False),
-        (Output(cancel, "disabled"), False, True),
-        (Output(progress, "className"), margin, f"{margin} d-none"),
-    ]
-    if text:
-        running.append((Output(text, "className"), "progress-text small mt-2", "progress-text small mt-2 d-none"))
+    stops, dbc.Progress `progress` shows and element `text` words (both hidden while idle): the
+    page's one job pattern. The words sit beside the bar, never in it: a label inside a 3 % bar
+    cannot be read. `stop`: more Inputs that cancel the job when they change."""
     return dict(
         background=True,
         manager=manager,
-        progress=progress_outputs,
+        progress=[Output(progress, "value"), Output(text, "children")],
         progress_default=[0, ""],
-        running=running,
+        running=[
+            (Output(run, "disabled"), True, False),
+            (Output(cancel, "disabled"), False, True),
+            (Output(progress, "className"), "mt-1", "mt-1 d-none"),
+            (Output(text, "className"), "progress-text small mt-2", "progress-text small mt-2 d-none"),
+        ],
         cancel=[Input(cancel, "n_clicks"), *stop],
         interval=500,
     )

@@ -300,7 +300,6 @@ def slow_panel():
             dbc.Button([html.I(className="bi bi-x-circle me-1"), "Cancel"], id="cancel", color="secondary",
                        outline=True, size="sm", n_clicks=0, disabled=True),
         ], className="d-flex align-items-center"),
-        # The text sits above the bar, not in it: a label inside a 3 % bar cannot be read.
         html.Div(id="progress-text", className="progress-text small mt-2 d-none", role="status",
                  **{"aria-live": "polite"}),
         dbc.Progress(id="progress", value=0, striped=True, animated=True,

@@ -1,6 +1,7 @@
 """Shared test set-up: quiet TensorFlow, headless Chromium options, the optional ../shared data,
 and a guard that the test process ends once its tests have."""
 import faulthandler
+import logging
 import os
 import sys
 import threading
@@ -12,6 +13,19 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+
+class _StoppedByDashsServer(logging.Filter):
+    """Dash's test server stops the threads it started by raising SystemExit in them; an idle job
+    pool worker meets it only when the pool shuts down at exit, and concurrent.futures logs each as
+    "Exception in worker" (CRITICAL) after the summary. Those are the harness's stops, not errors."""
+
+    def filter(self, record):
+        return not (record.exc_info and record.exc_info[0] is SystemExit)
+
+
+logging.getLogger("concurrent.futures").addFilter(_StoppedByDashsServer())
 
 
 def pytest_setup_options():

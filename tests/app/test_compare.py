@@ -135,6 +135,16 @@ def test_callbacks_are_registered(compare_app):
         assert target in outputs
 
 
+def test_compare_progress_is_worded_beside_its_bar_not_inside_it(compare_app):
+    """A label inside the bar cannot be read at 3 %: the words go to their own line."""
+    from layouts import compare as view
+
+    progress = compare_app.callback_map["compare-result.data"]["background"]["progress"]
+    assert [str(o) for o in progress] == ["compare-progress.value", "compare-progress-text.children"]
+    panel = str(view.compare_panel())
+    assert "id='compare-progress-text'" in panel and "role='status'" in panel
+
+
 def test_compare_in_the_browser(dash_duo, compare_app, images):
     """Upload, choose two methods, press Compare: curves, a sortable table and verdicts appear."""
     dash_duo.start_server(compare_app)
