@@ -5,6 +5,8 @@ The second method (RISE with 20,000 masks on the tiny model) takes several secon
 import re
 import time
 
+import pytest
+
 from selenium.webdriver.common.keys import Keys
 
 from test_jobs import _Plant   # a pickle that would create a file (tests/app is on sys.path)
@@ -122,10 +124,16 @@ def test_a_planted_pickle_in_the_job_cache_never_runs_and_the_page_says_so(camle
     assert not marker.exists()
 
 
-def test_the_first_estimate_is_within_2x_of_the_first_run_on_a_real_model(tmp_path):
+@pytest.mark.parametrize("method, options, compiles", [
+    (FIRST, {"occlusion_patch": 8, "occlusion_stride": 2}, True),
+    ("integrated-gradients", {"ig_steps": 1500}, False),   # forward + backward; traced by the warm-up
+])
+def test_the_first_estimate_is_within_2x_of_the_first_run_on_a_real_model(tmp_path, method, options,
+                                                                          compiles):
     """The bundled `vehicles` model (a real Keras CNN), fresh: the estimate shown before the first
-    run (warm batched pace measured by a probe, the one-off compile of its masked-forward pass
-    stated apart) against the time that run takes. The old estimate counted single-image passes."""
+    run (warm batched pace measured by a probe, the one-off compile of the method's pass stated
+    apart) against the time that run takes. The old estimate counted single-image passes, and
+    priced a gradient pass like a forward one (integrated gradients: 0.4 of its time)."""
     from callbacks import work
     from callbacks.store import Store
     from models import Registry
@@ -135,14 +143,14 @@ def test_the_first_estimate_is_within_2x_of_the_first_run_on_a_real_model(tmp_pa
     stored = store.put_image("v" * 64, make_scene(4, 160).image)
     work.predictions(store, registry, stored.key, "vehicles")
     ctx = work.Context(image=stored.key, model="vehicles", layer=work.layers_for(registry, "vehicles", None),
-                       target=0, options={"occlusion_patch": 8, "occlusion_stride": 2})
-    guess = work.estimate(store, registry, ctx, [FIRST])
-    assert guess.passes > 1000 and guess.compile > 0, guess   # not traced yet: its compile is said apart
+                       target=0, options=options)
+    guess = work.estimate(store, registry, ctx, [method])
+    assert guess.passes > 1000 and (guess.compile > 0) == compiles, guess   # a compile is said apart
     start = time.perf_counter()
-    work.compute(store, registry, ctx, [FIRST])
+    work.compute(store, registry, ctx, [method])
     actual = time.perf_counter() - start
     predicted = guess.seconds + guess.compile
     print(f"estimate {guess.seconds:.1f} s + compile {guess.compile:.2f} s = {predicted:.1f} s; actual {actual:.1f} s")
     assert actual / 2 <= predicted <= 2 * actual, (predicted, actual)
-    assert work.untraced(registry.explainer("vehicles"), [FIRST]) == set()
-    assert work.estimate(store, registry, ctx, [FIRST]).passes == 0   # cached now
+    assert work.untraced(registry.explainer("vehicles"), [method]) == set()
+    assert work.estimate(store, registry, ctx, [method]).passes == 0   # cached now
