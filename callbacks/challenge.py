@@ -134,6 +134,33 @@ def _plain(text: str) -> str:
     return " ".join(str(text).replace("_", " ").split()).casefold()
 
 
+def _class_index(labels: list[str]) -> dict[str, int]:
+    """A model's classes by their plain name (the first of equal names)."""
+    index: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        index.setdefault(_plain(label), i)
+    return index
+
+
+def playable_model(registry, photos: list[Photo], model: str | None) -> str | None:
+    """`model` if the photos give it a game of the smallest size, else the available model they
+    give the most rounds. Out of the box the photo model (the app's default) knows only the
+    gallery's two drawn pickups, and a demo should not open on a two-photo game; with a folder of
+    photos of its classes it stays."""
+    def rounds(name):
+        try:
+            index = _class_index(registry.labels(name))
+        except (ExplainError, KeyError):   # unavailable or unknown (a forged value)
+            return 0
+        return sum(_plain(p.label) in index for p in photos)
+
+    if isinstance(model, str) and rounds(model) >= min(view.ROUND_CHOICES):
+        return model
+    counts = {info.name: rounds(info.name) for info in registry.list() if info.available}
+    best = max(counts, key=counts.get, default=None)   # the first of equals: the listing's order
+    return best if best is not None and counts[best] > 0 else model
+
+
 def class_groups(registry, model: str) -> list[tuple[str, ...]]:
     """Groups of look-alike classes that wrong choices are drawn from first: for the photo
     models, ImageNet's vehicle classes (models.imagenet)."""
@@ -197,9 +224,7 @@ def new_game(store, registry, limits, photos: list[Photo], model: str, rounds: i
     if not info.available:
         raise ExplainError(info.reason or f"{info.display_name} cannot be used now.")
     labels = registry.labels(model)
-    index: dict[str, int] = {}
-    for i, label in enumerate(labels):
-        index.setdefault(_plain(label), i)
+    index = _class_index(labels)
     eligible = [(p, index[_plain(p.label)]) for p in photos if _plain(p.label) in index]
     if not eligible:
         known = ", ".join(labels[:6]) + (", …" if len(labels) > 6 else "")
@@ -343,6 +368,20 @@ def register(deps) -> None:
         State("explorer-page", "className"),
         State("challenge-page", "className"),
     )
+
+    @app.callback(
+        Output("challenge-model", "value"),
+        Input("url", "pathname"),
+        State("challenge-model", "value"),
+    )
+    def opponent(path, model):
+        """On opening the challenge: a model the photos give a real game (playable_model)."""
+        if path != view.PATH:
+            raise PreventUpdate
+        best = playable_model(registry, photo_set(config)[0], model)
+        if best == model:
+            raise PreventUpdate
+        return best
 
     @app.callback(
         Output("challenge-body", "children"),

@@ -187,6 +187,22 @@ def test_the_photo_model_draws_its_wrong_choices_from_the_vehicle_classes(deps, 
             assert set(offered) <= set(VEHICLE_NAMES), offered
 
 
+def test_the_opponent_is_a_model_the_photos_give_a_real_game(deps, tmp_path):
+    """Out of the box the photo model knows two gallery scenes (the pickups): the challenge opens
+    against a scene model instead; a folder of photos of its classes keeps the photo model."""
+    if not deps.registry.info("efficientnet-lite0").available:
+        pytest.skip("efficientnet-lite0 is not installed")
+    gallery = ch.gallery_photos()
+    assert sum(p.label == "pickup" for p in gallery) < 3 < len(gallery)
+    assert ch.playable_model(deps.registry, gallery, "efficientnet-lite0") == SCENE_MODEL
+    assert ch.playable_model(deps.registry, gallery, "vehicles-shortcut") == "vehicles-shortcut"
+    photos = gallery + [ch.Photo(f"{i}.png", "sports car", scene(tmp_path / f"{i}.png", i)) for i in range(2)]
+    assert ch.playable_model(deps.registry, photos, "efficientnet-lite0") == "efficientnet-lite0"
+    for forged in ("no-such-model", None, 7):
+        assert ch.playable_model(deps.registry, gallery, forged) == SCENE_MODEL
+    assert ch.playable_model(deps.registry, [], "efficientnet-lite0") == "efficientnet-lite0"
+
+
 # ---- in the browser ------------------------------------------------------------------------
 
 class Game:
@@ -280,6 +296,8 @@ def play(dash_duo, tmp_path):
 
 def test_three_rounds_against_the_scene_model_a_score_and_the_summary(play):
     game = play()
+    if game.app.camlens.registry.info("efficientnet-lite0").available:   # the app's default model
+        game.duo.wait_for_text_to_equal("#challenge-model .dash-dropdown-value", SCENE_MODEL_LABEL, timeout=10)
     assert "d-none" in game.duo.find_element("#explorer-page").get_attribute("class")
     game.start(3)
     state = game.server_state()
