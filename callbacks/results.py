@@ -77,7 +77,7 @@ def duration(seconds: float) -> str:
 def seconds_text(guess: work.Estimate) -> str:
     text = f"about {duration(guess.seconds)}"
     if guess.compile >= 0.5:
-        text += f", plus about {duration(guess.compile)} to compile once (first run on this model)"
+        text += f", plus about {duration(guess.compile)} to compile once (first run only)"
     return text
 
 

@@ -120,6 +120,9 @@ def cached(store: Store, ctx: Context, methods) -> dict[str, dict]:
 
 #: Images per batch in the pace probe: the batch size the slow methods run at (explain.perturb).
 PROBE_BATCH = 16
+#: The pace table's "model" for set-ups: a library's, the same for every model.
+SETUP = "*"
+
 #: A batched forward + backward pass, in forward passes (the probe times forward ones only).
 #: Measured, batches of 16: `vehicles` 30 vs 13 ms (2.4), efficientnet-lite0 310 vs 144 ms (2.2).
 BACKWARD_COST = 2.3
@@ -142,6 +145,16 @@ def untraced(explainer, methods) -> set[str]:
     return pass_kinds(methods) - {key[0] for key in explainer.passes.traced()}
 
 
+def unprepared(methods) -> list[str]:
+    """Methods whose one-off library set-up (explain.spec.Setup) this process has not run yet."""
+    return [m for m in methods if METHODS[m].setup is not None and not METHODS[m].setup.done]
+
+
+def _setup_seconds(store: Store, method: str) -> float:
+    """Its set-up as last measured here (any model: it is the library's), else as declared."""
+    return store.pace(SETUP, "setup " + method) or METHODS[method].setup.typical
+
+
 def estimate(store: Store, registry, ctx: Context, methods) -> Estimate:
     """Model passes the uncached `methods` need, the seconds they take warm at the batched pace
     measured on this model (each method's own once it has run here), and apart from that the
@@ -157,7 +170,8 @@ def estimate(store: Store, registry, ctx: Context, methods) -> Estimate:
     seconds = sum(units * (store.pace(ctx.model, "batched " + m) or pace * _pass_cost(m))
                   for m, units in costs.items())
     per_trace = store.pace(ctx.model, "compile") or 0.0
-    return Estimate(passes, seconds, len(untraced(explainer, todo)) * per_trace)
+    setups = sum(_setup_seconds(store, m) for m in unprepared(todo))
+    return Estimate(passes, seconds, len(untraced(explainer, todo)) * per_trace + setups)
 
 
 def _pass_cost(method: str) -> float:
@@ -189,8 +203,16 @@ def probe_pace(store: Store, registry, model: str) -> float:
 
 
 def compile_passes(store: Store, explainer, ctx: Context, layer, methods) -> None:
-    """Trace the passes `methods` need that this model has not run yet, timed apart from the
-    work (recorded as its compile pace), so the work's own pace is the warm one."""
+    """Run the one-off library set-ups and trace the passes `methods` need that this model has
+    not run yet, each timed apart from the work (recorded as set-up and compile paces), so the
+    work's own pace is the warm one."""
+    for m in unprepared(methods):
+        start = time.perf_counter()
+        try:
+            METHODS[m].setup()
+        except ExplainError:
+            continue   # explain() meets it again and says so
+        store.record_pace(SETUP, time.perf_counter() - start, 1, "setup " + m)
     new = untraced(explainer, methods)
     if not new:
         return

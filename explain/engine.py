@@ -129,6 +129,8 @@ class Explainer:
         self.passes.forward(x)
         use_cam = any("cam" in m.passes for m in chosen)
         for m in chosen:
+            if m.setup is not None:
+                m.setup()
             kinds = set(m.passes) | set(m.traces)
             if "cam" in kinds:
                 self.passes.layer_pass(x, lay if len(lay) > 1 else lay[0], None)
@@ -186,6 +188,9 @@ class Explainer:
         for m in chosen:   # fail before any work is done (CAM on a model without a GAP head)
             if m.layer_of is not None or m.needs_layer:
                 method_layer(self, m, lay, given)
+        for m in chosen:   # one-off library set-up, outside the methods' own timing
+            if m.setup is not None:
+                m.setup()
         run = Run(self, image, lay, given, the_score, opts, progress, cancel)
         return run.execute(chosen)
 

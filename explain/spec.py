@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -107,6 +108,25 @@ SHARED_OPTIONS = (
 )
 
 
+class Setup:
+    """A method's one-off preparation in a process, apart from its model passes (SHAP: numba
+    compiles the shap library's code on its first use). Explainer.warmup and explain() run it
+    before the method, so it is timed as a compile and not as the method's own pace (which
+    once made the second SHAP estimate 5x too long). `typical`: seconds it took on the 2-core
+    test machine, the app's estimate until it has measured one."""
+
+    def __init__(self, prepare: Callable[[], None], typical: float):
+        self._prepare, self.typical = prepare, typical
+        self._lock = threading.Lock()
+        self.done = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if not self.done:
+                self._prepare()
+                self.done = True
+
+
 @dataclass(frozen=True)
 class Method:
     """One explanation method. `compute(run)` returns (raw map, normalisation mode, extra):
@@ -135,6 +155,7 @@ class Method:
     slow: bool = False           # runs as a background job in the app
     layer_of: Callable | None = field(default=None, repr=False, compare=False)  # (ex, layer, given)
     fuses: bool = False          # several layers: one map per layer, fused (formulas.fuse); else one
+    setup: Setup | None = field(default=None, repr=False, compare=False)   # one-off, per process
 
     def __post_init__(self):
         unknown = set(self.passes) - set(PASSES) | set(self.traces) - {"grad", "blend", "ablate"}

@@ -10,7 +10,7 @@ from explain import expected_gradients as EG
 from explain import formulas as F
 from explain import lime, rise, shapley
 from explain.methods.perturbation import FILLS
-from explain.spec import Method, Option
+from explain.spec import Method, Option, Setup
 
 
 def _lime(run, layer):
@@ -95,7 +95,8 @@ METHODS = (
                            "best-first).", lo=1, page_max=20000),
                     Option("shap_fill", "blur", "SHAP: what hides pixels: blur, grey, black, mean.",
                            kind=str, choices=("blur", "grey", "black", "mean"))),
-           uses=("seed", "batch_size"), signed=True, scale_group="perturbation", slow=True),
+           uses=("seed", "batch_size"), signed=True, scale_group="perturbation", slow=True,
+           setup=Setup(shapley.compile_library, typical=5.4)),
     Method("rise", "RISE", "Shows the model thousands of randomly masked copies; regions present when "
            "the score is high light up.",
            "Petsiuk et al. 2018, RISE: Randomized Input Sampling for Explanation of Black-box Models",

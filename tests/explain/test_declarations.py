@@ -82,3 +82,33 @@ def test_readme_method_table_is_made_from_the_declarations():
 
     assert markdown_table() in (ROOT / "README.md").read_text(encoding="utf-8"), \
         "README's method table is stale: paste markdown_table()'s output"
+
+
+def test_a_one_off_set_up_runs_once_per_process_and_again_after_a_failure():
+    """explain.spec.Setup: a method's library preparation (SHAP's numba compile), run by warmup()
+    and explain() before the method; concurrent first runs prepare once."""
+    import threading
+    import time
+
+    from explain.spec import Setup
+
+    calls = []
+    setup = Setup(lambda: (time.sleep(0.05), calls.append(1)), typical=1.0)
+    threads = [threading.Thread(target=setup) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [1] and setup.done
+
+    tries = []
+
+    def fail():
+        tries.append(1)
+        raise ExplainError("the library is missing")
+    failing = Setup(fail, typical=1.0)
+    for _ in range(2):
+        with pytest.raises(ExplainError):
+            failing()
+    assert tries == [1, 1] and not failing.done
+    assert [m for m, d in METHODS.items() if d.setup is not None] == ["shap"]
