@@ -1,7 +1,9 @@
 """Command line: explain one image with one model (`python -m explain`, see models.cli).
 
     python -m explain IMAGE [--model NAME_OR_FILE] [--layer L ...] [--method M ...] [--target K]
-                            [--contrast K] [--option NAME=VALUE ...] [--out DIR]
+                            [--contrast K] [--score logit|probability] [--counterfactual]
+                            [--option NAME=VALUE ...] [--colormap C] [--opacity A] [--out DIR]
+                            [--report]
 
 Writes METHOD.png (overlay) and METHOD.npy (heatmap) per method and summary.json (predictions,
 layer, target, each method's time and warnings). Any bad input: one line on stderr, exit 2.
@@ -20,13 +22,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TF start-up chatter is no
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):   # one line instead of usage + message
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
+    def error(self, message):   # one line instead of usage + message, as every other bad input
+        raise ExplainInputError(f"{message} (see --help)")
+
+
+def _opacity(text: str) -> float:
+    value = float(text)   # argparse turns a ValueError into "invalid _opacity value"
+    if not 0.0 <= value <= 1.0:   # NaN too
+        raise argparse.ArgumentTypeError(f"opacity must be between 0 and 1, not {text}")
+    return value
 
 
 def _parser(default_model: str | None) -> argparse.ArgumentParser:
     from explain.methods import DEFAULT_METHODS, METHODS
+    from explain.render import COLORMAPS
     p = _Parser(prog="python -m explain", description="Explain a Keras image classifier's "
                                 "prediction for one image.", formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="methods:\n" + "\n".join(f"  {m.id:22} {m.plain}" for m in METHODS.values()))
@@ -44,8 +53,10 @@ def _parser(default_model: str | None) -> argparse.ArgumentParser:
                    "(score = S_target - S_contrast)")
     p.add_argument("--score", choices=("logit", "probability"), default="logit")
     p.add_argument("--counterfactual", action="store_true", help="explain evidence against the target")
-    p.add_argument("--colormap", default="jet", choices=("jet", "turbo", "viridis"))
-    p.add_argument("--opacity", type=float, default=0.5)
+    p.add_argument("--colormap", default="jet", choices=tuple(COLORMAPS),
+                   help="the overlays' colours (viridis to cividis are perceptually uniform; "
+                        "cividis also reads with red-green colour blindness)")
+    p.add_argument("--opacity", type=_opacity, default=0.5, help="0 (photo only) to 1 (map only)")
     p.add_argument("--option", dest="options", action="append", default=[], metavar="NAME=VALUE",
                    help="a method option, repeatable, e.g. occlusion_patch=16 (see explain.OPTIONS)")
     p.add_argument("--out", default="explain-out", help="output folder (created)")
@@ -97,9 +108,9 @@ def _import_tensorflow_quietly() -> None:
 def run(argv, explainer_for: Callable[[str], object], default_model: str | None = None) -> int:
     """The CLI with `explainer_for(name_or_file)` giving the explainer (models.cli passes the
     registry's); returns the exit status."""
-    args = _parser(default_model).parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)   # the report's reproducing line
     try:
+        args = _parser(default_model).parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)   # the report's reproducing line
         if not Path(args.image).is_file():
             raise ExplainInputError(f"no image file {args.image}")
         args.options = _options(args.options)

@@ -57,6 +57,10 @@ def test_cli_writes_overlays_heatmaps_and_summary(files, tmp_path):
     (["{image}", "--model", "{model}", "--method", "occlusion", "--option", "occlusion_patch=big"],
      "must be a number"),
     (["{image}", "--model", "{model}", "--contrast", "9"], "contrast"),
+    (["{image}", "--model", "{model}", "--opacity", "nan"], "opacity must be between 0 and 1"),
+    (["{image}", "--model", "{model}", "--opacity", "1.5"], "opacity must be between 0 and 1"),
+    (["{image}", "--model", "{model}", "--opacity", "half"], "opacity"),
+    (["{image}", "--model", "{model}", "--colormap", "rainbow"], "invalid choice"),
 ])
 def test_cli_bad_input_one_line_nonzero(files, tmp_path, capsys, args, expect):
     d, model, image = files
