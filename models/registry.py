@@ -267,11 +267,9 @@ class Registry:
         start = time.perf_counter()
         try:
             explainer.warmup(methods=WARM_METHODS)
-        except BaseException as error:  # noqa: BLE001 - the model still predicts
-            log.warning("warm-up of %s failed: %s", name, files.first_line(error))
+        except BaseException as error:  # noqa: BLE001 - the model still predicts; a SystemExit
+            log.warning("warm-up of %s failed: %s", name, files.first_line(error))   # ends the thread here
             warming.set_result(error)
-            if not isinstance(error, Exception):
-                raise
             return
         log.info("warmed %s (%s) in %.1f s", name, ", ".join(WARM_METHODS), time.perf_counter() - start)
         warming.set_result(None)
