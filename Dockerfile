@@ -23,6 +23,9 @@ RUN mkdir -p "$KERAS_HOME" && \
     useradd --create-home --uid 1000 camlens && chown -R camlens "$KERAS_HOME"
 
 USER camlens
+# The default model's first passes, kept in the image's cache folder (explain.kept): even a new
+# container's first start loads them instead of tracing while its first visitor waits.
+RUN python serve.py --keep-passes
 EXPOSE 8050
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8050/healthz', timeout=4)"

@@ -15,6 +15,11 @@ Environment (on top of app.Config's CAMLENS_* settings, whose host and port it l
   CAMLENS_IDLE_TIMEOUT  seconds a connection may send nothing before it is closed (default 30)
   CAMLENS_CONNECTIONS   open connections per process before new ones wait (default 100)
   CAMLENS_WARM_START    load and warm the default model in the background at start (default on here)
+
+`python serve.py --keep-passes` (make serve runs it first) traces the default model's first
+passes into the cache folder's kept passes (explain.kept) and exits, unless that folder already
+holds kept passes: then even the very first start loads them instead of tracing while visitors
+wait. The Docker image runs it at build time.
 """
 from __future__ import annotations
 
@@ -147,7 +152,39 @@ def _supervise(config: Config, options: dict, workers: int) -> None:
     sys.exit(exit_code)
 
 
+def keep_passes(config: Config) -> str:
+    """Fill the cache folder's kept passes with the default model's first passes (WARM_METHODS),
+    unless it holds some already (a check that imports nothing: a later start then costs nothing;
+    passes kept by older versions are traced again, and kept, by the server's own first start).
+    Returns what it did, in one line."""
+    from explain.private import private_folder
+
+    folder = config.cache_dir / "passes"
+    if folder.is_dir() and any(folder.glob("*.pb")):
+        return f"kept passes already in {folder}"
+    private_folder(config.cache_dir)
+    from models import Registry
+
+    start = time.perf_counter()
+    registry = Registry(config.models_dir, 1, passes_dir=folder)   # warms before it returns
+    name = registry.default_model()
+    if name is None:
+        return "no model is available: nothing to keep"
+    registry.explainer(name)
+    kept = len(list(folder.glob("*.pb")))
+    return f"kept {kept} passes of {name} in {folder} ({time.perf_counter() - start:.1f} s)"
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--keep-passes"]:
+        try:
+            print(f"camlens: {keep_passes(Config.from_env())}")
+        except ValueError as error:
+            sys.exit(f"camlens: {error}")
+        return
+    if sys.argv[1:]:
+        sys.exit("camlens: serve.py takes its settings from the environment (README, Configuration); "
+                 "its one flag is --keep-passes")
     try:
         config = with_warm_start(Config.from_env())  # the default model warms in the background at start
         options = settings(config)

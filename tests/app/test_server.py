@@ -173,16 +173,42 @@ def test_a_restart_loads_the_passes_the_first_start_kept(production, tmp_path):
     cache = Path(production.cache) / "passes"
     assert list(cache.glob("*.pb")), "no pass was kept"
     port = _free_port()
-    env = {**production.env, "CAMLENS_PORT": str(port)}
-    log = tmp_path / "second.log"
-    second = _start(env, log)
+    _starts_with_kept_passes({**production.env, "CAMLENS_PORT": str(port)}, port, tmp_path / "second.log")
+
+
+def _starts_with_kept_passes(env: dict, port: int, log: Path) -> None:
+    """A server started on `env` warms up by loading kept passes, none of them dropped."""
+    server = _start(env, log)
     try:
-        _until_warm(f"http://127.0.0.1:{port}", second, log)
+        _until_warm(f"http://127.0.0.1:{port}", server, log)
         text = log.read_text()
         assert "loaded from the kept passes" in text and "dropped" not in text, text[-3000:]
     finally:
-        second.terminate()
-        second.wait(30)
+        server.terminate()
+        server.wait(30)
+
+
+def test_keep_passes_fills_the_cache_so_even_a_first_start_loads_them(tmp_path):
+    """`serve.py --keep-passes` (the Docker build runs it): the default model's first passes are
+    kept before any server runs, a server's very first start then loads them, and running it
+    again leaves a filled folder alone."""
+    port = _free_port()
+    env = {**os.environ, "CAMLENS_PORT": str(port), "CAMLENS_HOST": "127.0.0.1", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "CAMLENS_CACHE_DIR": str(tmp_path / "cache")}
+
+    def keep():
+        done = subprocess.run([sys.executable, "serve.py", "--keep-passes"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+    assert re.search(r"kept \d+ passes of \S+ in ", keep())
+    kept = sorted((tmp_path / "cache" / "passes").glob("*.pb"))
+    assert kept and (tmp_path / "cache").stat().st_mode & 0o077 == 0
+    assert "already" in keep() and sorted((tmp_path / "cache" / "passes").glob("*.pb")) == kept
+    _starts_with_kept_passes(env, port, tmp_path / "server.log")
+    bad = subprocess.run([sys.executable, "serve.py", "--port", "1"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--keep-passes" in bad.stderr.strip().splitlines()[-1]
 
 
 def _stalled(port: int, declared: int, first: bytes) -> socket.socket:
