@@ -304,7 +304,8 @@ def register(deps) -> None:
                 baseline=baseline or DEFAULT_BASELINE, sanity=bool(sanity_on),
                 mask=sample_mask(image["key"]), boxes=boxes or None, second_model=model2 or None,
                 cancel=cancelled,
-                progress=lambda f, label: set_progress((round(100 * f), f"Comparing: {label}, {100 * f:.0f} % done")))
+                progress=lambda f, label: set_progress(
+                    (round(100 * f), f"Comparing: {label}, {100 * f:.0f} % done")))
         except Cancelled:
             raise PreventUpdate from None
         except ExplainError as error:

@@ -128,9 +128,8 @@ class Explainer:
         x = np.zeros((1, *self._size, self._channels), np.float32)
         self.passes.forward(x)
         use_cam = any("cam" in m.passes for m in chosen)
+        _set_up(chosen)
         for m in chosen:
-            if m.setup is not None:
-                m.setup()
             kinds = set(m.passes) | set(m.traces)
             if "cam" in kinds:
                 self.passes.layer_pass(x, lay if len(lay) > 1 else lay[0], None)
@@ -188,9 +187,7 @@ class Explainer:
         for m in chosen:   # fail before any work is done (CAM on a model without a GAP head)
             if m.layer_of is not None or m.needs_layer:
                 method_layer(self, m, lay, given)
-        for m in chosen:   # one-off library set-up, outside the methods' own timing
-            if m.setup is not None:
-                m.setup()
+        _set_up(chosen)   # outside the methods' own timing
         run = Run(self, image, lay, given, the_score, opts, progress, cancel)
         return run.execute(chosen)
 
@@ -268,3 +265,10 @@ class Explainer:
 def _given(layer) -> bool:
     """Whether the caller chose a layer (a path, or a non-empty list of them)."""
     return layer is not None and (isinstance(layer, str) or len(layer) > 0)
+
+
+def _set_up(methods: Sequence[Method]) -> None:
+    """Run the methods' one-off library set-ups (explain.spec.Setup) not yet run in this process."""
+    for m in methods:
+        if m.setup is not None:
+            m.setup()
