@@ -267,8 +267,8 @@ class Registry:
         start = time.perf_counter()
         try:
             explainer.warmup(methods=WARM_METHODS)
-        except BaseException as error:  # noqa: BLE001 - the model still predicts; a SystemExit
-            log.warning("warm-up of %s failed: %s", name, files.first_line(error))   # ends the thread here
+        except BaseException as error:  # noqa: BLE001 - the model still predicts; SystemExit ends here
+            log.warning("warm-up of %s failed: %s", name, files.first_line(error))
             warming.set_result(error)
             return
         log.info("warmed %s (%s) in %.1f s", name, ", ".join(WARM_METHODS), time.perf_counter() - start)

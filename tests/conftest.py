@@ -15,7 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
-
 class _StoppedByDashsServer(logging.Filter):
     """Dash's test server stops the threads it started by raising SystemExit in them; an idle job
     pool worker meets it only when the pool shuts down at exit, and concurrent.futures logs each as
